@@ -1,0 +1,321 @@
+"""The lifecycle every training job shares, as one small object.
+
+    cfg = validate(parse_config(MyConfig))             # flags checked; nothing written yet
+    acc = make_accelerator(cfg)
+    with Run(cfg, acc, job="gan") as run:               # folder rules + lock, before any data is loaded
+        ... build data, models, optimizers ...          # a failure here leaves the folder as it was
+        run.restore(G=G, D=D, opt_g=opt_g, opt_d=opt_d) # config.json written now; --resume loads here
+        for step in run.loop():                         # seeds the step; checkpoints; agreed time limit
+            ... one optimizer step, batches from run.batch_indices(...), draws from run.generator(...) ...
+            if run.log_due: run.log({"loss": loss})     # one all-reduce, one CSV row
+        run.finish(results)                             # results.json
+
+What a checkpoint holds is what ``restore`` was given (their ``state_dict()``), plus the loop step: no RNG
+state, because every draw is a function of ``(seed, step, rank)`` (:mod:`nda.run.randomness`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nda.run.checkpoint import Checkpointer
+from nda.run.config import RunConfig, config_dict, flag
+from nda.run.folder import RunFolder, RunFolderError
+from nda.run.randomness import batch_indices, seed_globals, step_generator
+from nda.run.tracking import Tracker
+
+__all__ = ["Run", "make_accelerator", "write_json"]
+
+
+def make_accelerator(cfg: RunConfig, **kwargs: Any):
+    """An ``accelerate.Accelerator`` for ``cfg`` (mixed precision, CPU, threads; TF32 and cuDNN autotune on CUDA).
+
+    Gradient accumulation is left to the job (:meth:`Run.accumulate`), which makes it explicit and stateless.
+    """
+    from accelerate import Accelerator
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, **kwargs)
+    if acc.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return acc
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write JSON atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+class Run:
+    """One run of a job in ``cfg.out_dir``: folder rules, lock, restore, loop, logging, checkpoints, finish.
+
+    Call every method on every process (several of them are collectives); only the main process writes.
+    """
+
+    def __init__(self, cfg: RunConfig, accelerator: Any, job: str = "run") -> None:
+        if not isinstance(cfg, RunConfig):
+            raise TypeError(f"cfg must be a RunConfig (subclass), got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.acc = accelerator
+        self.job = job
+        self.folder = RunFolder(cfg.out_dir)
+        self.mode = "resume" if cfg.resume is not None else "overwrite" if cfg.overwrite else "fresh"
+        self.step = 0
+        self.resumed_from: str | None = None
+        self.stopped_early = False
+        self.extra: dict[str, Any] = {}
+        self.tracker: Tracker | None = None
+        self.checkpointer = Checkpointer(cfg.out_dir, cfg.keep_checkpoints, accelerator)
+        self._objects: dict[str, Any] = {}
+        self._restored = False
+        self._t0 = time.time()
+        self._in_step: int | None = None
+        error = ""
+        if self.is_main:
+            try:
+                self.mode = self.folder.check_mode(resume=cfg.resume is not None, overwrite=cfg.overwrite)
+                self.folder.acquire()
+            except RunFolderError as err:
+                error = str(err)
+        self._agree_or_raise(error, RunFolderError, "the main process refused the run folder")
+
+    # ------------------------------------------------------------------------------------ properties
+    @property
+    def is_main(self) -> bool:
+        return self.acc.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return self.acc.process_index
+
+    @property
+    def world_size(self) -> int:
+        return self.acc.num_processes
+
+    @property
+    def device(self) -> torch.device:
+        return self.acc.device
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock; a fresh run that never started leaves no folder behind."""
+        if self.tracker is not None:
+            self.tracker.close()
+        if self.folder.locked:
+            self.folder.release()
+            if not self._restored and self.mode == "fresh" and not self.folder.entries():
+                with contextlib.suppress(OSError):
+                    self.folder.lock_path.unlink()
+                    self.folder.path.rmdir()
+
+    def restore(self, **objects: Any) -> int:
+        """Start the run with everything built: ``objects`` are what a checkpoint holds (prepared models,
+        optimizers, an EMA, ...: anything with ``state_dict``/``load_state_dict`` of tensors and plain values).
+
+        fresh: write ``config.json``; ``--overwrite``: delete the old run first; ``--resume``: refuse changed
+        training flags, load the checkpoint into ``objects``. Returns the first step to run.
+        """
+        for name, obj in objects.items():
+            if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+                raise TypeError(f"restore({name}=...): needs state_dict/load_state_dict, got {type(obj).__name__}")
+        self._objects = dict(objects)
+        if self.acc.scaler is not None:
+            self._objects["_grad_scaler"] = self.acc.scaler
+        cfg = self.cfg
+        if self.mode == "resume":
+            self._check_resumed_config()
+            folder, step, state = self.checkpointer.load(cfg.resume)
+            missing = sorted(set(self._objects) - set(state))
+            if missing:
+                from nda.run.checkpoint import CheckpointError
+
+                raise CheckpointError(f"checkpoint {folder} holds no state for {missing} (holds {sorted(state)})")
+            for name, obj in self._objects.items():
+                _unwrap(self.acc, obj).load_state_dict(state[name])
+            loop = state.get("_loop", {})
+            self.step = int(loop.get("step", step))
+            self.extra = dict(loop.get("extra", {}))
+            self.resumed_from = str(folder)
+            self.acc.print(f"resumed from {folder} (step {self.step})")
+        self.acc.wait_for_everyone()
+        if self.is_main:
+            if self.mode == "overwrite":
+                self.folder.clear()
+            write_json(self.out_dir / "config.json", config_dict(cfg))
+        self.acc.wait_for_everyone()
+        self.tracker = Tracker(self.out_dir, enabled=self.is_main,
+                               resumed_step=self.step if self.mode == "resume" else None)
+        self._restored = True
+        self._t0 = time.time()
+        return self.step
+
+    def _check_resumed_config(self) -> None:
+        path = self.out_dir / "config.json"
+        if not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise RunFolderError(f"--resume: {path} is unreadable ({err})") from err
+        now = config_dict(self.cfg)
+        changed = sorted(k for k in now if k in saved and saved[k] != now[k]
+                         and k not in type(self.cfg).resume_may_change)
+        if changed:
+            diff = "; ".join(f"{flag(k)} {saved[k]!r} -> {now[k]!r}" for k in changed)
+            raise ValueError(f"--resume with training flags that differ from {path}: {diff}. The continued run "
+                             "would not be the run its checkpoints belong to: restore these flags, or start a "
+                             "new run (--overwrite or another --out-dir)")
+
+    # --------------------------------------------------------------------------------------------- loop
+    def loop(self) -> Iterator[int]:
+        """Yield the index of each step still to run; after each, checkpoint when due and stop (with a
+        checkpoint) when ``--max-minutes`` is reached on any process. Seeds the global RNGs per step."""
+        if not self._restored:
+            raise RuntimeError("call run.restore(...) before run.loop()")
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.job, dynamic_ncols=True,
+                   disable=not (self.is_main and cfg.progress))
+        try:
+            while self.step < cfg.steps:
+                step = self.step
+                seed_globals(cfg.seed, step, self.rank)
+                self._in_step = step
+                yield step
+                self._in_step = None
+                self.step = step + 1
+                bar.update(1)
+                done = self.step == cfg.steps
+                at_log = self.step % cfg.log_every == 0 or done
+                late = not done and self._out_of_time(at_log)
+                if done or late or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                    self.save()
+                if str(self.step) == os.environ.get("NDA_FAULT_AT_STEP"):  # fault injection for resume tests
+                    self.acc.print(f"NDA_FAULT_AT_STEP={self.step}: exiting abruptly (as a killed run would)")
+                    os._exit(75)
+                if late:
+                    self.stopped_early = True
+                    self.acc.print(f"--max-minutes {cfg.max_minutes} reached at step {self.step}: checkpointed, stopping")
+                    break
+        finally:
+            bar.close()
+
+    @property
+    def log_due(self) -> bool:
+        """True inside the loop body of a step that ends at a log step (every ``--log-every``, and the last)."""
+        end = self._current_end()
+        return end % self.cfg.log_every == 0 or end == self.cfg.steps
+
+    def every(self, n: int) -> bool:
+        """True inside the loop body of a step that ends at a multiple of ``n`` (``n = 0``: never)."""
+        return bool(n) and self._current_end() % n == 0
+
+    def _current_end(self) -> int:
+        return (self._in_step + 1) if self._in_step is not None else self.step
+
+    def _out_of_time(self, at_log: bool) -> bool:
+        if self.cfg.max_minutes is None:
+            return False
+        late = time.time() - self._t0 > 60 * self.cfg.max_minutes
+        if self.world_size == 1:
+            return late
+        if not at_log:  # every process must take the same decision: agree at log steps only
+            return False
+        return bool(self.acc.reduce(torch.tensor([float(late)], device=self.device), "sum").item() > 0)
+
+    # ---------------------------------------------------------------------------------- randomness
+    def generator(self, stream: str, index: int, device: torch.device | str | None = None) -> torch.Generator:
+        """A generator for ``stream`` at ``index`` (a step or micro-step) on this rank: a pure function."""
+        return step_generator(self.cfg.seed, index, self.rank, stream, device if device is not None else self.device)
+
+    def batch_indices(self, micro_step: int, num_samples: int, batch_size: int) -> torch.Tensor:
+        """This rank's sample indices (CPU) for a global micro-step (``step * grad_accum + micro``)."""
+        return batch_indices(micro_step, num_samples, batch_size, self.cfg.seed, self.rank, self.world_size)
+
+    def accumulate(self, model: Any, micro: int):
+        """Context for micro-batch ``micro`` of an optimizer step: DDP syncs gradients on the last one only.
+        Scale each micro-batch's loss by ``1 / grad_accum`` yourself (explicit beats a hidden counter)."""
+        if micro < self.cfg.grad_accum - 1 and self.world_size > 1:
+            return self.acc.no_sync(model)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------------------- logging, saving
+    def log(self, values: Mapping[str, Any], step: int | None = None) -> dict[str, float]:
+        """Average tensor values over processes (one all-reduce, one host copy), write one CSV row at the end
+        of the current step (or ``step``), and return the row. A collective: call it on every process."""
+        tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+        row: dict[str, float] = {}
+        if tensors:
+            stacked = torch.stack([v.detach().float().reshape(()) for v in tensors.values()])
+            if self.world_size > 1:
+                stacked = self.acc.reduce(stacked, "mean")
+            row.update(zip(tensors, stacked.tolist()))
+        row.update({k: float(v) for k, v in values.items() if k not in tensors and v is not None})
+        if self.tracker is not None:
+            self.tracker.log(row, self._current_end() if step is None else step)
+        return row
+
+    def save(self) -> Path:
+        """Checkpoint everything given to :meth:`restore`, at the current step (every process calls it)."""
+        state = {name: _unwrap(self.acc, obj).state_dict() for name, obj in self._objects.items()}
+        state["_loop"] = {"step": self.step, "extra": self.extra}
+        return self.checkpointer.save(self.step, state)
+
+    def write_json(self, name: str, obj: Any) -> Path | None:
+        """``<out_dir>/<name>`` written atomically by the main process."""
+        return write_json(self.out_dir / name, obj) if self.is_main else None
+
+    def finish(self, results: Mapping[str, Any]) -> dict[str, Any]:
+        """Write ``results.json`` (with the run's own facts added) and wait for every process."""
+        out = dict(results)
+        out.setdefault("run", {
+            "job": self.job, "steps": self.step, "steps_planned": self.cfg.steps, "stopped_early": self.stopped_early,
+            "resumed_from": self.resumed_from, "processes": self.world_size, "device": str(self.device),
+            "mixed_precision": str(self.acc.mixed_precision), "seconds_this_session": round(time.time() - self._t0, 1),
+        })
+        self.write_json("results.json", out)
+        if self.tracker is not None:
+            self.tracker.close()
+        self.acc.wait_for_everyone()
+        return out
+
+    # -------------------------------------------------------------------------------------- helpers
+    def _agree_or_raise(self, error: str, exc: type[Exception], other_message: str) -> None:
+        failed = bool(error)
+        if self.world_size > 1:
+            failed = self.acc.reduce(torch.tensor([float(failed)], device=self.device), "sum").item() > 0
+        if error:
+            raise exc(error)
+        if failed:
+            raise exc(f"{other_message} (see its error)")
+
+
+def _unwrap(acc: Any, obj: Any) -> Any:
+    return acc.unwrap_model(obj) if isinstance(obj, torch.nn.Module) else obj
