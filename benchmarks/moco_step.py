@@ -1,9 +1,9 @@
 """Training-step time of MoCo-v2 with NDA negatives (K = 1, 4) over plain MoCo-v2, measured in one run.
 
-The step timed is the task's own (``tasks/moco.py: contrastive_step``): two positive views, K jigsaw
-negatives per anchor, the query forward/backward, ONE key-encoder forward over the ``B * (1 + K)`` key
-images, the loss against ``[positive | K NDA | queue]``, the SGD update, the momentum update and the
-enqueue. Configurations are interleaved round by round (so a machine slowing down affects all alike), and
+The step timed is the job's own code (``nda.models.moco_step``: :func:`moco_step` + :func:`enqueue_keys`, what
+``tasks/moco.py`` runs): two positive views, K jigsaw negatives per anchor, the query forward/backward, ONE
+key-encoder forward over the ``B * (1 + K)`` key images, the loss against ``[positive | K NDA | queue]``, the
+SGD update, the momentum update and the enqueue. Configurations are interleaved round by round (so a machine slowing down affects all alike), and
 the median per configuration is reported, with its ratio to K = 0. Target: <= 1.25x for K = 1.
 
     python benchmarks/moco_step.py                                  # CPU, ResNet-18 (CIFAR stem), B = 32
@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tasks"))
+import nda
+from nda.models.moco import MoCo
+from nda.models.moco_step import enqueue_keys, moco_step
+from nda.objectives.contrastive import ContrastiveNegativeLoss
+from nda.reporting import save_report
+from nda.vision.augment import MoCoV2Augment
 
-import nda  # noqa: E402
-from moco import contrastive_step  # noqa: E402  (tasks/moco.py)
-from nda.models.moco import MoCo  # noqa: E402
-from nda.objectives.contrastive import ContrastiveNegativeLoss  # noqa: E402
-from nda.reporting import save_report  # noqa: E402
-from nda.vision.augment import MoCoV2Augment  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _sync(device: torch.device) -> None:
@@ -88,12 +85,13 @@ def main(argv: list[str] | None = None) -> dict:
             with autocast():
                 return model(v)
 
-        out, keys = contrastive_step(query, model, criterion, augment, negative if k else None, images, k,
-                                     channels_last=channels_last, autocast=autocast, generators=gens)
+        out = moco_step(query, model, criterion, augment, negative if k else None, images, k,
+                        channels_last=channels_last, autocast=autocast, augment_generator=gens[0],
+                        nda_generator=gens[1], shuffle_generator=gens[2])
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        model.dequeue_and_enqueue(keys[: args.batch_size])
+        enqueue_keys(model, out)
 
     times: dict[int, list[float]] = {k: [] for k in ks}
     for i in range(args.warmup + args.steps):  # rounds: every configuration once per round

@@ -8,6 +8,7 @@
 #     bash scripts/evidence_moco.sh                    # writes $OUT (or runs/evidence_moco/)
 # CPU-scale (a few minutes): PRESET=cpu bash scripts/evidence_moco.sh
 # Every knob is an environment variable (STEPS, BATCH, ARCH, NDA, NDA_K, SEEDS, TIME_LIMIT, EXTRA).
+# Each run folder is started afresh (--overwrite): rerunning the script replaces its runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
@@ -54,8 +55,8 @@ for seed in $SEEDS; do
     [ "$cfg" = moco_nda ] && nda_args=(--nda "$NDA" --nda-k "$NDA_K")
     $PY tasks/moco.py --data "$DATA" --arch "$ARCH" --steps "$STEPS" --batch-size "$BATCH" --queue-size "$QUEUE" \
       --bn shuffle --bn-splits "$SPLITS" --lr "$LR" --mixed-precision "$MP" --seed "$seed" \
-      --train-limit "$LIMIT" --test-limit "$TEST_LIMIT" --time-limit-minutes "$TIME_LIMIT" \
-      --knn-every "$KNN_EVERY" --probe-epochs "$PROBE_EPOCHS" --log-every 20 "${nda_args[@]}" ${EXTRA:-} \
+      --train-limit "$LIMIT" --test-limit "$TEST_LIMIT" --max-minutes "$TIME_LIMIT" --overwrite \
+      --knn-every "$KNN_EVERY" --probe-epochs "$PROBE_EPOCHS" --log-every 20 --progress false "${nda_args[@]}" ${EXTRA:-} \
       --out-dir "$RUNS/${cfg}_s${seed}" > "$OUT/${cfg}_s${seed}.log" 2>&1 &
     pids+=($!)
   done
@@ -85,6 +86,7 @@ for res in sorted(out.glob("*/results.json")):
     r = json.loads(res.read_text())
     if r.get("task") != "moco":
         continue  # the random-init floor is reported on its own row
+    r = {**r.get("run", {}), **r}  # the run skeleton's facts (steps, stopped_early, device, ...) under "run"
     cfg = res.parent.name.rsplit("_s", 1)[0]
     rows.append({"run": res.parent.name, "config": cfg, **{k: r.get(k) for k in (
         "steps", "steps_planned", "stopped_early", "train_seconds_this_session", "global_batch", "nda", "nda_k",

@@ -3,7 +3,9 @@
 ``python tasks/eval_repr.py --encoder runs/moco [--data ...]`` accepts
 
 - a MoCo run folder (``runs/moco``), its ``final/`` folder, or one of its checkpoints
-  (``runs/moco/checkpoints/step_00001000``): the query backbone is evaluated (pooled features, no head);
+  (``runs/moco/checkpoints/step_00001000``): the query backbone is evaluated (pooled features, no head).
+  Read as safetensors + JSON only (``nda.run.load_model``: the constructor arguments are saved beside the
+  weights); folders written before ``nda.run`` (``final/moco.json``) are still accepted;
 - a weights file (``.safetensors``, ``.pt``, ``.pth``) holding the state dict of a torchvision ResNet
   (``--arch resnet18 [--cifar-stem true]``) or of a MoCo model;
 - ``random:<arch>`` (``random:resnet18``, ``random:tiny``): a randomly initialised backbone (``--cifar-stem``),
@@ -28,7 +30,9 @@ from torch import nn
 from nda.data.images import load_images
 from nda.metrics.representation import extract_features, knn_accuracy, linear_probe
 from nda.models.moco import MoCo, build_backbone
-from nda.training import parse_config
+from nda.run import load_model, parse_config
+from nda.run.artifacts import read_model_info
+from nda.run.checkpoint import STATE_JSON, read_state
 
 
 @dataclass
@@ -76,32 +80,61 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _moco_from_folder(folder: Path) -> tuple[MoCo, int] | None:
-    """A MoCo model restored from ``final/``, a run folder, or a checkpoint folder; ``None`` if not MoCo."""
-    candidates = [folder / "moco.json", folder / "final" / "moco.json", folder.parent.parent / "final" / "moco.json"]
-    args_file = next((c for c in candidates if c.is_file()), None)
-    config_file = next((c for c in (folder / "config.json", folder.parent.parent / "config.json") if c.is_file()), None)
-    weights = folder / "model.safetensors" if (folder / "model.safetensors").is_file() else \
-        folder / "final" / "model.safetensors"
-    if not weights.is_file():
+def _moco_args_from_config(config_file: Path, state: dict[str, torch.Tensor]) -> dict:
+    """MoCo constructor arguments from a run's ``config.json`` (input channels read off the first conv)."""
+    cfg = json.loads(config_file.read_text())
+    args = {k: cfg[k] for k in ("arch", "cifar_stem", "dim", "hidden_dim", "queue_size", "momentum", "bn", "bn_splits")}
+    first = next(v for k, v in state.items() if k.startswith("query_encoder.0.") and v.ndim == 4)
+    return {**args, "in_channels": int(first.shape[1])}
+
+
+def _moco_from_folder(folder: Path) -> MoCo | None:
+    """A MoCo model from a run folder, its ``final/`` folder or one of its checkpoints; ``None`` if not MoCo.
+
+    Read as safetensors + JSON only (nothing is unpickled): ``final/`` through :func:`nda.run.load_model`
+    (constructor arguments beside the weights); a checkpoint's ``state.safetensors`` with the arguments of the
+    run's ``final/`` or ``config.json``; the older ``final/moco.json`` layout is still accepted.
+    """
+    for saved in (folder, folder / "final"):
+        if (saved / "model.json").is_file():
+            model = load_model(saved)
+            if not isinstance(model, MoCo):
+                raise ValueError(f"{saved} holds a {type(model).__name__}, not a MoCo model")
+            return model
+    run_dir = folder.parent.parent  # <run>/checkpoints/step_N
+    if (folder / STATE_JSON).is_file():
+        _, state = read_state(folder)
+        weights = state.get("model")
+        if not isinstance(weights, dict):
+            raise ValueError(f"checkpoint {folder} holds no 'model' state (holds {sorted(state)})")
+        if (run_dir / "final" / "model.json").is_file():
+            args = read_model_info(run_dir / "final")["kwargs"]
+        elif (run_dir / "config.json").is_file():
+            args = _moco_args_from_config(run_dir / "config.json", weights)
+        else:
+            raise ValueError(f"checkpoint {folder}: no {run_dir}/final/model.json or config.json to rebuild MoCo from")
+        model = MoCo(**args)
+        model.load_state_dict(weights)
+        return model
+    # the layout written before nda.run: final/{model.safetensors, moco.json}, or a checkpoint + config.json
+    args_file = next((c for c in (folder / "moco.json", folder / "final" / "moco.json", run_dir / "final" / "moco.json")
+                      if c.is_file()), None)
+    config_file = next((c for c in (folder / "config.json", run_dir / "config.json") if c.is_file()), None)
+    weights_file = next((w for w in (folder / "model.safetensors", folder / "final" / "model.safetensors")
+                         if w.is_file()), None)
+    if weights_file is None or (args_file is None and config_file is None):
         return None
+    state = _read_weights(weights_file)
     if args_file is not None:
-        args = json.loads(args_file.read_text())
-    elif config_file is not None:
-        cfg = json.loads(config_file.read_text())
-        args = {k: cfg[k] for k in ("arch", "cifar_stem", "dim", "hidden_dim", "queue_size", "momentum", "bn",
-                                    "bn_splits")}
-        args["in_channels"] = None
+        args = {k: v for k, v in json.loads(args_file.read_text()).items() if k != "image_size"}
+        if args.get("in_channels") is None:  # infer from the first conv of the query backbone
+            args["in_channels"] = int(next(v for k, v in state.items()
+                                           if k.startswith("query_encoder.0.") and v.ndim == 4).shape[1])
     else:
-        return None
-    state = _read_weights(weights)
-    if args.get("in_channels") is None:  # infer from the first conv of the query backbone
-        first = next(v for k, v in state.items() if k.startswith("query_encoder.0.") and v.ndim == 4)
-        args["in_channels"] = first.shape[1]
-    image_size = args.pop("image_size", None)
-    model = MoCo(**{k: v for k, v in args.items() if k != "image_size"})
+        args = _moco_args_from_config(config_file, state)
+    model = MoCo(**args)
     model.load_state_dict(state)
-    return model, image_size
+    return model
 
 
 def load_encoder(spec: str, arch: str | None = None, cifar_stem: bool = True, weights: str | None = None,
@@ -131,10 +164,10 @@ def load_encoder(spec: str, arch: str | None = None, cifar_stem: bool = True, we
     if not path.exists():
         raise FileNotFoundError(f"--encoder {spec!r} does not exist (nor is it torchvision:<name> / timm:<name>)")
     if path.is_dir():
-        restored = _moco_from_folder(path)
-        if restored is None:
-            raise ValueError(f"{path} is not a MoCo run, final/ or checkpoint folder (no model.safetensors + moco.json/config.json)")
-        model, _ = restored
+        model = _moco_from_folder(path)
+        if model is None:
+            raise ValueError(f"{path} is not a MoCo run, final/ or checkpoint folder (no final/model.json, "
+                             "checkpoint state.json, or model.safetensors + moco.json/config.json)")
         return model.backbone, f"MoCo query backbone ({model.arch}) from {path}"
     state = _read_weights(path)
     if any(k.startswith("query_encoder.0.") for k in state):  # a MoCo state dict: keep the query backbone

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import nda
 from nda.metrics.representation import extract_features, knn_accuracy, linear_probe
 from nda.models.moco import MoCo, SplitBatchNorm, build_backbone, check_queue_config
+from nda.models.moco_step import enqueue_keys, moco_step, step_stats
 from nda.objectives.contrastive import ContrastiveNegativeLoss
 from nda.vision.augment import MoCoV2Augment, _adjust_hue, normalize_images, random_resized_crop_boxes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-import moco as moco_task  # noqa: E402  (tasks/moco.py)
+from tasks import eval_repr
+from tasks import moco as moco_task
 
 
 def tiny(queue_size: int = 10, dim: int = 4, **kw) -> MoCo:
@@ -117,27 +116,102 @@ def test_shuffle_bn_with_splits_matches_plain_encoding_in_eval_mode():
 # ---------------------------------------------------------------------------------------- configs
 def test_bad_configs_are_clear_errors():
     cfg = moco_task.MoCoConfig(arch="tiny", queue_size=4096, batch_size=256)
-    assert moco_task.validate(cfg, world_size=2) == 512
+    assert moco_task.validate(cfg) is cfg
+    cpu = torch.device("cpu")
+    assert moco_task.check_world(cfg, 2, cpu, nda_k=0) == 512
     with pytest.raises(ValueError, match="queue_size=1000 is not divisible.*256 per process x 2 processes"):
-        moco_task.validate(dataclasses.replace(cfg, queue_size=1000), world_size=2)
+        moco_task.check_world(dataclasses.replace(cfg, queue_size=1000), 2, cpu, nda_k=0)
     with pytest.raises(ValueError, match="not divisible"):  # 4096 / (3 x 512): divisible per process, not globally
-        moco_task.validate(dataclasses.replace(cfg, queue_size=4096, batch_size=512), world_size=3)
-    with pytest.raises(ValueError, match="nda-k"):
-        moco_task.validate(dataclasses.replace(cfg, nda="jigsaw", nda_k=-1), world_size=1)
-    with pytest.raises(ValueError, match="nda-k must be >= 1"):
-        moco_task.validate(dataclasses.replace(cfg, nda="jigsaw", nda_k=0), world_size=1)
-    with pytest.raises(ValueError, match="arch 'resnet7' is unknown"):
-        moco_task.validate(dataclasses.replace(cfg, arch="resnet7"), world_size=1)
-    with pytest.raises(ValueError, match="--bn must be"):
-        moco_task.validate(dataclasses.replace(cfg, bn="group"), world_size=1)
+        moco_task.check_world(dataclasses.replace(cfg, batch_size=512), 3, cpu, nda_k=0)
+    with pytest.raises(ValueError, match="--bn sync needs GPUs"):
+        moco_task.check_world(dataclasses.replace(cfg, bn="sync"), 2, cpu, nda_k=0)
     # NDA keys in the queue: the chunk is B x world x (1 + K)
     with pytest.raises(ValueError, match=r"1 \+ nda_k=2"):
-        moco_task.validate(dataclasses.replace(cfg, nda="jigsaw", nda_k=2, nda_to_queue=True), world_size=1)
+        moco_task.check_world(dataclasses.replace(cfg, nda="jigsaw", nda_k=2, nda_to_queue=True), 1, cpu, nda_k=2)
+    bad = {"nda_k": -1, "arch": "resnet7", "bn": "group", "temperature": 0.0, "momentum": 1.0, "lr": -0.1,
+           "bn_splits": 3, "channels": 2, "train_limit": 0, "nda_source": "raw", "steps": 0, "max_minutes": -1.0}
+    messages = {"nda_k": "--nda-k must be a finite number >= 0", "arch": "--arch must be one of tiny, .*'resnet7'",
+                "bn": "--bn must be one of", "temperature": "--temperature must be > 0",
+                "momentum": r"--momentum must be in \[0, 1\)", "lr": "--lr must be > 0",
+                "bn_splits": "--bn-splits 3 needs .* divisible", "channels": "--channels must be one of",
+                "train_limit": "--train-limit must be an int >= 1", "nda_source": "--nda-source must be one of",
+                "steps": "--steps must be an int >= 1", "max_minutes": "--max-minutes must be > 0"}
+    for name, message in messages.items():
+        with pytest.raises(ValueError, match=message):
+            moco_task.validate(dataclasses.replace(cfg, **{name: bad[name]}))
+    with pytest.raises(ValueError, match="--temperature must be a finite number"):
+        moco_task.validate(dataclasses.replace(cfg, temperature=float("nan")))
+    with pytest.raises(ValueError, match="nda-k must be >= 1"):
+        moco_task.validate(dataclasses.replace(cfg, nda="jigsaw", nda_k=0))
     assert check_queue_config(4096, 256, 1, 3, True) == 1024
     with pytest.raises(ValueError, match="unknown arch"):
         build_backbone("vgg16")
     with pytest.raises(ValueError, match="bn must be one of"):
         MoCo("tiny", bn="batch")
+
+
+def test_text_negatives_are_refused_for_moco():
+    assert moco_task.build_negative("none") is None
+    assert moco_task.build_negative("jigsaw:grid=2|stitch") is not None
+    for spec in ("token_shuffle", "jigsaw|token_shuffle", "cutout>token_shuffle"):
+        with pytest.raises(ValueError, match="contains the text negative 'token_shuffle'.*image negatives"):
+            moco_task.build_negative(spec)
+    with pytest.raises(ValueError, match="--nda 'jigsw' is not a valid negative spec"):
+        moco_task.build_negative("jigsw")
+
+
+def test_lr_schedule_is_a_pure_function_of_the_step():
+    cfg = moco_task.MoCoConfig(lr=0.1, steps=100, warmup_steps=10)
+    lrs = [moco_task.lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.1)
+    assert lrs[55] == pytest.approx(0.05) and lrs[99] < 1e-3 and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    # the cosine ends at --steps, so --steps may not change on --resume (unlike the skeleton's default)
+    assert "steps" not in moco_task.MoCoConfig.resume_may_change
+    assert {"knn_every", "final_eval", "max_minutes"} <= moco_task.MoCoConfig.resume_may_change
+
+
+def test_config_round_trips_the_constructor():
+    model = tiny(queue_size=8, dim=4, hidden_dim=16, momentum=0.9, bn_splits=2)
+    other = MoCo(**model.config())
+    other.load_state_dict(model.state_dict())
+    assert other.config() == model.config() and other.config()["hidden_dim"] == 16
+
+
+# ------------------------------------------------------------------------------------------- step
+class _Identity:
+    """A 'negative' that returns its input: such negatives must be masked out of the loss."""
+
+    def __call__(self, x, generator=None):
+        return x.clone()
+
+
+def test_moco_step_layout_masking_and_enqueue():
+    model = tiny(queue_size=24, dim=8)
+    crit = ContrastiveNegativeLoss(temperature=0.2)
+    aug = MoCoV2Augment(8)
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    gens = {name: torch.Generator().manual_seed(i) for i, name in
+            enumerate(("augment_generator", "nda_generator", "shuffle_generator"))}
+    out = moco_step(model, model, crit, aug, nda.build("jigsaw:grid=2"), x, 2, **gens)
+    assert out.keys.shape == (4 * 3, 8) and out.logits.shape == (4, 1 + 2 + 24) and out.nda_k == 2
+    assert torch.isfinite(out.logits).all() and out.loss.requires_grad
+    again = moco_step(model, model, crit, aug, nda.build("jigsaw:grid=2"), x, 2,
+                      **{k: torch.Generator().manual_seed(i) for i, k in enumerate(gens)})
+    torch.testing.assert_close(again.logits, out.logits)  # seeded: the same draws
+    # a negative equal to its input is masked (-inf), not pushed away from its own anchor
+    same = moco_step(model, model, crit, aug, _Identity(), x, 1, nda_source="image")
+    assert torch.isinf(same.logits[:, 1]).all() and torch.isfinite(same.logits[:, 2:]).all()
+    stats = step_stats(out, 0.2)
+    assert stats.shape == (5,) and stats[0] == out.loss.detach()
+    assert step_stats(same, 0.2)[3] == 0  # masked NDA logits do not enter the mean
+    plain = moco_step(model, model, crit, aug, None, x, 3)  # no negative: K is 0 whatever nda_k says
+    assert plain.logits.shape == (4, 1 + 24) and plain.nda_k == 0
+    enqueue_keys(model, out)
+    assert int(model.queue_ptr) == 4 and torch.equal(model.queue[:4], out.keys[:4].float())
+    enqueue_keys(model, out, nda_to_queue=True)
+    assert int(model.queue_ptr) == 16 and torch.equal(model.queue[4:16], out.keys.float())
+    with pytest.raises(ValueError, match="nda_source"):
+        moco_step(model, model, crit, aug, None, x, 0, nda_source="raw")
 
 
 def test_resnet_backbone_cifar_stem_keeps_resolution():
@@ -263,8 +337,6 @@ def test_augment_pieces_match_torchvision():
 
 # ------------------------------------------------------------------------------------------ eval_repr
 def test_eval_repr_loads_moco_weights_files_and_torchvision_names(tmp_path):
-    import eval_repr  # tasks/eval_repr.py
-
     model = tiny(queue_size=8, dim=4)
     torch.save(model.state_dict(), tmp_path / "moco.pt")
     enc, desc = eval_repr.load_encoder(str(tmp_path / "moco.pt"), arch="tiny")

@@ -9,16 +9,18 @@ What lives here and why it is built this way:
   DDP wraps and synchronises). The key path runs outside the DDP forward on the unwrapped module, under
   ``torch.no_grad``: :meth:`MoCo.momentum_update` (``k = m * k + (1 - m) * q``), :meth:`MoCo.encode_keys`
   (with shuffle-BN across processes), :meth:`MoCo.dequeue_and_enqueue`.
-- The queue ``(K, D)`` and its pointer are registered buffers: ``accelerator.save_state`` saves them with
-  the weights, and resume restores the exact queue.
+- The queue ``(K, D)`` and its pointer are registered buffers: a checkpoint of the model's ``state_dict``
+  holds them, and resume restores the exact queue.
 - Batch-norm leakage (a batch's keys and queries sharing BN statistics lets the model find the positive by
   the statistics instead of the content): ``bn="shuffle"`` (MoCo's fix: the key inputs of all processes
   are gathered, permuted with one permutation shared by every rank, encoded, and un-permuted, so a key
   never shares BN statistics with its own query); ``bn="sync"`` (SyncBatchNorm, GPU); ``bn="none"``.
   ``bn_splits=S`` splits every BN batch into ``S`` groups (MoCo's single-GPU CIFAR demo): with one
   process, shuffle-BN then permutes keys across the splits, which is what makes it effective on one GPU.
-- Keys enter the queue after :func:`concat_all_gather`, so every rank enqueues the same keys in the same
-  order and the queue stays identical everywhere.
+- Keys enter the queue after :func:`nda.distributed.concat_all_gather`, so every rank enqueues the same keys
+  in the same order and the queue stays identical everywhere.
+- The training step (two views, NDA negatives, one batched key forward, the loss, the enqueue) is
+  :func:`nda.models.moco_step.moco_step`: the job and the benchmark run the same code.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from nda.distributed import concat_all_gather, world_info
+
 __all__ = [
     "MoCo",
     "build_backbone",
     "available_archs",
     "SplitBatchNorm",
-    "concat_all_gather",
-    "world_info",
     "TinyEncoder",
     "BN_MODES",
     "check_queue_config",
@@ -44,26 +46,6 @@ __all__ = [
 ]
 
 BN_MODES = ("shuffle", "sync", "none")
-
-
-# ----------------------------------------------------------------------------------------- distributed
-def world_info() -> tuple[int, int]:
-    """``(rank, world_size)`` of the default process group, ``(0, 1)`` without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-@torch.no_grad()
-def concat_all_gather(tensor: torch.Tensor) -> torch.Tensor:
-    """All ranks' ``tensor`` (same shape everywhere) concatenated along dim 0 in rank order; no gradient.
-    With one process it is the tensor itself."""
-    _, world = world_info()
-    if world == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(world)]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=0)
 
 
 # ---------------------------------------------------------------------------------------- backbones
@@ -239,6 +221,7 @@ class MoCo(nn.Module):
         backbone, feat_dim = build_backbone(arch, cifar_stem, in_channels)
         if bn_splits > 1:
             _split_bn(backbone, bn_splits)
+        self.hidden_dim = hidden_dim
         hidden_dim = hidden_dim or feat_dim
         self.arch, self.cifar_stem, self.in_channels = arch, cifar_stem, in_channels
         self.dim, self.queue_size, self.momentum = dim, queue_size, float(momentum)
@@ -251,6 +234,13 @@ class MoCo(nn.Module):
         queue = F.normalize(torch.randn(queue_size, dim, generator=torch.Generator().manual_seed(0)), dim=1)
         self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
+
+    def config(self) -> dict:
+        """The constructor arguments (JSON values): ``MoCo(**model.config())`` rebuilds this architecture, which is
+        what :func:`nda.run.save_model` stores beside the weights."""
+        return {"arch": self.arch, "cifar_stem": self.cifar_stem, "in_channels": self.in_channels, "dim": self.dim,
+                "hidden_dim": self.hidden_dim, "queue_size": self.queue_size, "momentum": self.momentum,
+                "bn": self.bn, "bn_splits": self.bn_splits}
 
     @property
     def backbone(self) -> nn.Module:
