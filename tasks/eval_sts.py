@@ -1,27 +1,26 @@
-"""STS-B evaluation of a sentence encoder: Spearman x100 of cosine similarity on dev and test.
+"""STS-B dev/test only: Spearman x100 of cosine similarity. Superseded by ``tasks/eval_sentence.py`` (the full
+suite: STS12-16, STS-B, SICK-R, negation, word order, CAD); kept as the quick check of a ``tasks/sentence.py``
+run, computed by the same code (``nda.metrics.sts``, ``nda.metrics.sentence_encoders``).
 
     python tasks/eval_sts.py --model runs/sentence --sts-data ../shared/data/text/stsbenchmark
     python tasks/eval_sts.py --model sentence-transformers/all-MiniLM-L6-v2 --sts-data sentence-transformers/stsb
 
-``--model`` accepts a run folder of ``tasks/sentence.py`` (its ``model/``), a checkpoint folder of such a
-run (``<run>/checkpoints/step_N``: the weights are loaded into the run's base model), a saved encoder
-folder (ours or any sentence-transformers / Hugging Face model folder), a hub name, ``default``
-(all-MiniLM-L6-v2) or ``tiny-random``. Prints a table and writes ``<out-dir>/results.json``.
+``--model``: a run folder of ``tasks/sentence.py``, one of its checkpoint folders, a saved encoder folder, a
+hub name, ``default`` (all-MiniLM-L6-v2) or ``tiny-random``, loaded as the training job evaluates it
+(``SentenceEncoder``, so the numbers equal the run's own). Prints a table and writes ``results.json``
+(``eval_sts.json`` inside a run folder).
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import torch
 
-from nda.training import parse_config
+from nda.metrics.sentence_encoders import load_sentence_encoder as load_encoder
+from nda.run import parse_config
 
 
 @dataclass
@@ -36,29 +35,6 @@ class EvalStsConfig:
     batch_size: int = field(default=128, metadata={"help": "encoding batch size"})
     device: str = field(default="auto", metadata={"help": "cpu | cuda | auto"})
     out_dir: str | None = field(default=None, metadata={"help": "where results.json goes (default: the run folder, else runs/eval_sts)"})
-
-
-def load_encoder(spec: str, pooling: str | None = None, max_length: int | None = None):
-    """A :class:`~nda.models.sentence.SentenceEncoder` from any of the ``--model`` forms (see module doc)."""
-    from nda.models.sentence import SentenceEncoder
-    from nda.training import Checkpointer
-
-    path = Path(spec)
-    if path.is_dir() and (path / "model").is_dir() and (path / "config.json").is_file():
-        return SentenceEncoder.from_pretrained(str(path / "model"), pooling=pooling, max_length=max_length), "run"
-    if path.is_dir() and (path / "model.safetensors").is_file() and (path / "nda_manifest.json").is_file():
-        Checkpointer.verify(path)  # accelerate state folder of tasks/sentence.py
-        run_cfg = json.loads((path.parents[1] / "config.json").read_text())
-        base = run_cfg.get("model", "default")
-        encoder = SentenceEncoder.from_pretrained(
-            base, pooling=pooling or (None if run_cfg.get("pooling", "auto") == "auto" else run_cfg["pooling"]),
-            max_length=max_length or run_cfg.get("max_length"),
-        )
-        from safetensors.torch import load_file
-
-        encoder.load_state_dict(load_file(str(path / "model.safetensors")))
-        return encoder, "checkpoint"
-    return SentenceEncoder.from_pretrained(spec, pooling=pooling, max_length=max_length), "model"
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -387,7 +387,8 @@ def test_contrastive_bad_inputs_raise_naming_the_argument():
         crit(torch.zeros(4, 8, dtype=torch.long), k)
     with pytest.raises(TypeError, match="negative_mask"):
         crit(q, k, torch.zeros(4, 2, 8), negative_mask=torch.ones(4, 2))
-    with pytest.raises(ValueError, match="temperature"):
-        ContrastiveNegativeLoss(temperature=0.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            ContrastiveNegativeLoss(temperature=bad)
     with pytest.raises(ValueError, match="reduction"):
         ContrastiveNegativeLoss(reduction="sum")

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["check_tensor", "check_logits", "check_weight"]
+__all__ = ["check_tensor", "check_logits", "check_weight", "check_number", "check_temperature"]
 
 
 def check_tensor(name: str, value: object, *, floating: bool = True) -> torch.Tensor:
@@ -37,4 +37,20 @@ def check_weight(name: str, value: object) -> float:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return float(value)
+
+
+def check_number(name: str, value: object) -> float:
+    """A finite Python number of any sign (margins, offsets)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+def check_temperature(value: object, name: str = "temperature") -> float:
+    """A finite number > 0 (``inf`` would flatten every logit to 0, ``NaN`` would poison the loss)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)

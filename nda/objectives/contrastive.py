@@ -4,24 +4,32 @@ A jigsawed crop of the query image, or the query sentence with its words shuffle
 low-level statistics but not its meaning: as an extra negative it forbids the encoder from matching on
 texture or bag-of-words alone (Sinha et al., ICLR 2021, sec. 4). The loss sees embeddings only; making
 the negatives and encoding them is the task's job.
+
+A full-weight negative column says "as far from the anchor as any other sentence", which is wrong for a
+negated or reordered sentence that gold similarity scores still rate as partly similar. ``negative_weight``
+softens that (SimCSE's ``hard_negative_weight``, as a weight rather than a log weight): each NDA negative
+counts ``w`` times in the softmax denominator. :class:`nda.objectives.SoftNegativeLoss` adds a bounded
+alternative (SNCSE's margin) behind the same call.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nda.objectives._checks import check_tensor
+from nda.objectives._checks import check_temperature, check_tensor, check_weight
 
 __all__ = ["ContrastiveOutput", "ContrastiveNegativeLoss"]
 
 
 class ContrastiveOutput(NamedTuple):
     """``loss``: scalar (or ``(B,)`` with ``reduction="none"``); ``logits``: ``(B, C)`` float32, already divided
-    by the temperature, masked negatives at ``-inf``; ``labels``: ``(B,)`` long, the column of each positive."""
+    by the temperature (NDA columns plus ``log negative_weight``: the logits the loss saw), masked negatives at
+    ``-inf``; ``labels``: ``(B,)`` long, the column of each positive."""
 
     loss: torch.Tensor
     logits: torch.Tensor
@@ -47,6 +55,12 @@ class ContrastiveNegativeLoss(nn.Module):
     ``-inf``, so the loss equals the loss without them): a counterfactual that could not be flipped, or a
     generator that returned its input unchanged, must not be pushed away from its own anchor.
 
+    ``negative_weight`` ``w`` makes each NDA negative count ``w`` times in the softmax denominator:
+    ``log w`` is added to the NDA columns (after the division by the temperature), so anchor ``i``'s loss is
+    ``-log(exp(s_pos) / (sum_other exp(s) + w * sum_nda exp(s)))``. ``w = 1`` is plain InfoNCE (the same
+    operations, bit for bit); ``w = 0`` leaves the NDA block out of the logits altogether, so loss, logits
+    and gradients are those of a call without ``nda_negatives`` (the negatives get no gradient at all).
+
     Args:
         temperature: softmax temperature ``tau > 0`` (0.07: MoCo; SimCSE uses 0.05).
         normalize: L2-normalise query, keys, negatives and queue (cosine similarity). Turn off only if the
@@ -54,6 +68,7 @@ class ContrastiveNegativeLoss(nn.Module):
         in_batch: default layout (see above); ``forward(..., in_batch=...)`` overrides it per call.
         share_negatives: default for the NDA block (``None``: ``in_batch``); overridable per call.
         reduction: ``"mean"`` (default) or ``"none"`` (per-anchor losses).
+        negative_weight: ``w >= 0`` (finite), the weight of each NDA negative in the denominator (default 1).
 
     Shapes:
         query ``(B, D)``; positive_key ``(B, D)`` (in-batch mode: ``(M, D)`` with ``M >= B``, e.g. keys
@@ -84,10 +99,11 @@ class ContrastiveNegativeLoss(nn.Module):
         in_batch: bool = False,
         share_negatives: bool | None = None,
         reduction: Literal["mean", "none"] = "mean",
+        negative_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+        temperature = check_temperature(temperature)
+        self.negative_weight = check_weight("negative_weight", negative_weight)
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         for name, value in (("normalize", normalize), ("in_batch", in_batch)):
@@ -95,7 +111,7 @@ class ContrastiveNegativeLoss(nn.Module):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
         if share_negatives is not None and not isinstance(share_negatives, bool):
             raise TypeError(f"share_negatives must be a bool or None, got {type(share_negatives).__name__}")
-        self.temperature = float(temperature)
+        self.temperature = temperature
         self.normalize = normalize
         self.in_batch = in_batch
         self.share_negatives = share_negatives
@@ -120,6 +136,8 @@ class ContrastiveNegativeLoss(nn.Module):
             query, positive_key, nda_negatives, queue, negative_mask, in_batch, share_negatives, positive_offset
         )
         batch = q.shape[0]
+        if self.negative_weight == 0.0:
+            negs, negative_mask = None, None  # w = 0: the block is absent, not multiplied by 0 (exact, no gradient)
         # float32 with autocast off: a bf16 matmul of unit vectors divided by tau = 0.05 loses ~3 digits.
         with torch.autocast(device_type=q.device.type, enabled=False):
             q, k = q.float(), k.float()
@@ -136,6 +154,7 @@ class ContrastiveNegativeLoss(nn.Module):
             else:
                 blocks = [(q * k).sum(dim=-1, keepdim=True)]  # (B, 1)
                 labels = torch.zeros(batch, dtype=torch.long, device=q.device)
+            nda_cols = None
             if negs is not None:
                 if share_negatives:
                     flat = negs.reshape(-1, negs.shape[-1])  # (B_n * K, D)
@@ -146,10 +165,17 @@ class ContrastiveNegativeLoss(nn.Module):
                     keep = negative_mask
                 if keep is not None:
                     neg_logits = neg_logits.masked_fill(~keep, float("-inf"))
+                start = blocks[0].shape[1]
+                nda_cols = (start, start + neg_logits.shape[1])
                 blocks.append(neg_logits)
             if queue is not None:
                 blocks.append(q @ queue.T)  # (B, N)
             logits = torch.cat(blocks, dim=1) / self.temperature
+            if nda_cols is not None and self.negative_weight != 1.0:
+                # log w on the NDA columns: each counts w times in the denominator (-inf stays -inf)
+                bias = logits.new_zeros(logits.shape[1])
+                bias[nda_cols[0] : nda_cols[1]] = math.log(self.negative_weight)
+                logits = logits + bias
             loss = F.cross_entropy(logits, labels, reduction=self.reduction)
         return ContrastiveOutput(loss, logits, labels)
 
@@ -210,5 +236,6 @@ class ContrastiveNegativeLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"temperature={self.temperature:g}, normalize={self.normalize}, in_batch={self.in_batch}, "
-            f"share_negatives={self.share_negatives}, reduction={self.reduction!r}"
+            f"share_negatives={self.share_negatives}, reduction={self.reduction!r}, "
+            f"negative_weight={self.negative_weight:g}"
         )

@@ -1,0 +1,376 @@
+"""One evaluation suite for sentence encoders: the 7 STS tasks, negation and word-order sensitivity, and a
+counterfactual-robustness probe -- from frozen embeddings, each unique sentence encoded once.
+
+Why these: STS rewards putting "the movie was good" near "the movie was not good" (gold scores rate such
+pairs as partly similar), so an objective that helps negation can only show its worth next to tasks that
+measure it. Every number is x100 and higher = better:
+
+=========  =========================================================================================
+STS12-16   Spearman of cos(s1, s2) vs gold over *all* pairs of a year's subsets (SimCSE's "all" setting),
+           SentEval's subsets (STS13: no SMT), pairs without a gold score skipped
+STS-B      Spearman on the STS Benchmark test split (1,379 pairs)
+SICK-R     Spearman on SICK relatedness, ``SemEval_set == TEST``
+STS avg    mean of the seven (only when all seven ran)
+CANNOT     negation sensitivity: AUROC of ``-cos`` for negated/antonym pairs (label 1) against paraphrases
+           (label 0) = P(cos(negated pair) < cos(paraphrase pair)); 50 = blind to negation
+PAWS       word-order sensitivity: AUROC of ``cos`` for paraphrases (label 1) against non-paraphrases
+           with the same words (label 0)
+CAD        counterfactual robustness: logistic probe (:func:`nda.metrics.probe.logistic_probe`) on frozen
+           embeddings of CAD IMDb ``orig/train``; accuracy on ``orig/dev`` and on the human
+           counterfactuals ``new/dev`` (same reviews minimally edited to flip the label)
+=========  =========================================================================================
+
+Flow: :func:`load_suite` (missing datasets become "skipped" lines, never errors) -> :func:`embed_suite`
+(dedupe, longest-first batches, a progress bar, an on-disk cache keyed by (model identity, text set)) ->
+:func:`score_suite` -> :func:`results_markdown`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nda.metrics.sentence_data import (
+    load_labelled_pairs,
+    load_labelled_texts,
+    load_senteval_sts_year,
+    load_sick_relatedness,
+)
+from nda.metrics.sts import load_sts, spearman
+
+__all__ = [
+    "TASKS",
+    "STS_TASKS",
+    "DEFAULT_PATHS",
+    "SuiteTask",
+    "Suite",
+    "load_suite",
+    "EmbeddingCache",
+    "SuiteEmbeddings",
+    "encode_texts",
+    "embed_suite",
+    "score_suite",
+    "results_markdown",
+]
+
+STS_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R")
+TASKS = (*STS_TASKS, "CANNOT", "PAWS", "CAD")
+
+# relative to the repository root, where the README's commands run (the issue's ``../shared/data/text``)
+DEFAULT_PATHS: dict[str, str] = {
+    "sts": "../shared/data/text/senteval/STS",  # holds STS12-en-test ... STS16-en-test
+    "stsb": "../shared/data/text/stsbenchmark/sts-test.csv",
+    "sick": "../shared/data/text/senteval/SICK/SICK.txt",
+    "cannot": "../shared/data/text/cannot/sem_anto_neg.tsv",
+    "paws": "../shared/data/text/paws-wiki/dev.tsv",
+    "cad": "../shared/data/text/cad",  # holds sentiment/orig/{train,dev}.tsv and sentiment/new/dev.tsv
+}
+_PATH_OF_TASK = {**{f"STS1{y}": "sts" for y in range(2, 7)}, "STS-B": "stsb", "SICK-R": "sick", "CANNOT": "cannot",
+                 "PAWS": "paws", "CAD": "cad"}
+
+
+@dataclass
+class SuiteTask:
+    """One loaded task. ``kind``: ``sts`` (pairs + gold scores), ``auroc`` (pairs + 0/1 labels, positive class
+    scored by ``sign * cos``) or ``probe`` (``splits``: name -> (texts, labels); the first split trains)."""
+
+    name: str
+    kind: str
+    source: str
+    sentences1: list[str] = field(default_factory=list)
+    sentences2: list[str] = field(default_factory=list)
+    targets: list[float] = field(default_factory=list)
+    sign: float = 1.0
+    splits: dict[str, tuple[list[str], list[int]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def texts(self) -> list[str]:
+        if self.kind == "probe":
+            return [t for texts, _ in self.splits.values() for t in texts]
+        return [*self.sentences1, *self.sentences2]
+
+    @property
+    def size(self) -> int:
+        return sum(len(y) for _, y in self.splits.values()) if self.kind == "probe" else len(self.targets)
+
+
+@dataclass
+class Suite:
+    """Loaded tasks (in :data:`TASKS` order) and the ones skipped, with the reason."""
+
+    tasks: dict[str, SuiteTask]
+    skipped: dict[str, str]
+
+    def texts(self) -> list[str]:
+        """Every unique text of every task, sorted (a deterministic text set for the cache key)."""
+        return sorted({t for task in self.tasks.values() for t in task.texts()})
+
+
+def _load_task(name: str, path: Path) -> SuiteTask:
+    if name.startswith("STS1"):
+        year = 2000 + int(name[3:])
+        loaded = load_senteval_sts_year(path / f"STS{name[3:]}-en-test", year)
+        d = loaded.data
+        notes = [*loaded.notes, f"{len(d)} pairs from {', '.join(f'{k} ({v})' for k, v in loaded.subsets.items())}"]
+        return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores, notes=notes)
+    if name == "STS-B":
+        d = load_sts(path, "test")
+        return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores, notes=[f"{len(d)} pairs"])
+    if name == "SICK-R":
+        d = load_sick_relatedness(path, "TEST")
+        return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores,
+                         notes=[f"{len(d)} pairs (SemEval_set == TEST of SICK.txt; SentEval's SICK_test_annotated has 4,927)"])
+    if name == "CANNOT":
+        p = load_labelled_pairs(path, (0, 1, 2))
+        return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=-1.0,
+                         notes=[f"{len(p)} pairs ({sum(p.labels)} negated/antonym = positive class, scored by -cos)"])
+    if name == "PAWS":
+        p = load_labelled_pairs(path, (1, 2, 3))
+        return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=1.0,
+                         notes=[f"{len(p)} pairs ({sum(p.labels)} paraphrases = positive class, scored by cos)"])
+    if name == "CAD":
+        files = {"train": path / "sentiment/orig/train.tsv", "orig/dev": path / "sentiment/orig/dev.tsv",
+                 "new/dev": path / "sentiment/new/dev.tsv"}
+        absent = [str(f) for f in files.values() if not f.is_file()]
+        if absent:
+            raise FileNotFoundError(f"missing {', '.join(absent)}")
+        splits = {k: load_labelled_texts(f) for k, f in files.items()}
+        sizes = ", ".join(f"{k} {len(v[1])}" for k, v in splits.items())
+        return SuiteTask(name, "probe", str(path), splits=splits, notes=[f"reviews: {sizes}"])
+    raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
+
+
+def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, tasks: Sequence[str] = TASKS) -> Suite:
+    """Load ``tasks`` from ``paths`` (keys of :data:`DEFAULT_PATHS`; missing keys take the default, ``None`` or
+    ``"none"`` skips). A dataset that is absent or unreadable is skipped with the reason, never an error."""
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+    paths = {**DEFAULT_PATHS, **(paths or {})}
+    loaded: dict[str, SuiteTask] = {}
+    skipped: dict[str, str] = {}
+    for name in TASKS:
+        if name not in tasks:
+            continue
+        value = paths.get(_PATH_OF_TASK[name])
+        if value is None or str(value).lower() in ("", "none"):
+            skipped[name] = f"skipped: --{_PATH_OF_TASK[name]} none"
+            continue
+        path = Path(value)
+        if not path.exists():
+            skipped[name] = f"skipped: {path} not found"
+            continue
+        try:
+            loaded[name] = _load_task(name, path)
+        except (OSError, ValueError) as err:
+            skipped[name] = f"skipped: {err}"
+    return Suite(loaded, skipped)
+
+
+# ------------------------------------------------------------------------------------------------ encoding
+class EmbeddingCache:
+    """Embeddings of one text set by one model, stored as ``<dir>/<sha(identity)>_<sha(texts)>.pt`` (a plain
+    tensor, loaded with ``weights_only=True``): re-running the suite on an unchanged model costs no encoding."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+
+    @staticmethod
+    def _sha(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+    def path(self, identity: str, texts: Sequence[str]) -> Path:
+        return self.directory / f"{self._sha(identity)}_{self._sha(chr(0).join(texts))}.pt"
+
+    def load(self, identity: str, texts: Sequence[str]) -> torch.Tensor | None:
+        path = self.path(identity, texts)
+        if not path.is_file():
+            return None
+        emb = torch.load(path, map_location="cpu", weights_only=True)
+        return emb if isinstance(emb, torch.Tensor) and emb.ndim == 2 and emb.shape[0] == len(texts) else None
+
+    def save(self, identity: str, texts: Sequence[str], embeddings: torch.Tensor) -> Path:
+        path = self.path(identity, texts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(embeddings.detach().cpu().contiguous(), tmp)
+        os.replace(tmp, path)
+        return path
+
+
+def encode_texts(
+    encode: Callable[[list[str]], Any], texts: Sequence[str], batch_size: int = 64, progress: bool = True,
+    desc: str = "encode",
+) -> torch.Tensor:
+    """``(len(texts), D)`` float32 CPU embeddings in input order, encoded longest first (least padding) in
+    batches of ``batch_size`` with a progress bar. ``encode``: one batch of texts -> ``(n, D)`` tensor/array."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    texts = list(texts)
+    if not texts:
+        raise ValueError("texts is empty: nothing to encode")
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    starts = range(0, len(texts), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+    chunks = []
+    with torch.inference_mode():
+        for start in starts:
+            out = torch.as_tensor(encode([texts[i] for i in order[start : start + batch_size]]))
+            chunks.append(out.detach().float().cpu())
+    emb = torch.cat(chunks)
+    if emb.ndim != 2 or emb.shape[0] != len(texts):
+        raise ValueError(f"encode must return (n, D) embeddings, got {tuple(emb.shape)} for {len(texts)} texts")
+    return torch.empty_like(emb).index_copy_(0, torch.tensor(order), emb)
+
+
+@dataclass
+class SuiteEmbeddings:
+    """``rows``: text -> row of ``embeddings``; ``seconds``/``new_texts``: encoding cost per task (a text is
+    charged to the first task, in :data:`TASKS` order, that needs it); ``cached``: loaded from the cache."""
+
+    embeddings: torch.Tensor
+    rows: dict[str, int]
+    seconds: dict[str, float]
+    new_texts: dict[str, int]
+    cached: bool
+
+    def of(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.embeddings[torch.tensor([self.rows[t] for t in texts], dtype=torch.long)]
+
+
+def embed_suite(
+    suite: Suite, encode: Callable[[list[str]], Any], identity: str | None = None, cache: EmbeddingCache | None = None,
+    batch_size: int = 64, progress: bool = True,
+) -> SuiteEmbeddings:
+    """Encode every unique text of ``suite`` once (task by task, so each task's encoding time is known), or
+    load them from ``cache`` when ``identity`` (the model's) and the text set are unchanged."""
+    texts = suite.texts()
+    rows = {t: i for i, t in enumerate(texts)}
+    if cache is not None and identity is not None:
+        emb = cache.load(identity, texts)
+        if emb is not None:
+            return SuiteEmbeddings(emb, rows, {n: 0.0 for n in suite.tasks}, {n: 0 for n in suite.tasks}, True)
+    parts: list[torch.Tensor] = []
+    order: list[str] = []
+    seen: set[str] = set()
+    seconds: dict[str, float] = {}
+    new_texts: dict[str, int] = {}
+    for name, task in suite.tasks.items():
+        new = list(dict.fromkeys(t for t in task.texts() if t not in seen))
+        seen.update(new)
+        t0 = time.perf_counter()
+        if new:
+            parts.append(encode_texts(encode, new, batch_size=batch_size, progress=progress, desc=f"encode {name}"))
+            order.extend(new)
+        seconds[name], new_texts[name] = time.perf_counter() - t0, len(new)
+    if not order:
+        raise ValueError("the suite has no texts: every dataset was skipped")
+    emb = _reorder(torch.cat(parts), order, rows)
+    if cache is not None and identity is not None:
+        cache.save(identity, texts, emb)
+    return SuiteEmbeddings(emb, rows, seconds, new_texts, False)
+
+
+def _reorder(emb: torch.Tensor, order: list[str], rows: dict[str, int]) -> torch.Tensor:
+    """Rows of ``emb`` (in ``order``) placed at ``rows[text]`` (the sorted text set)."""
+    index = torch.tensor([rows[t] for t in order], dtype=torch.long)
+    return torch.empty_like(emb).index_copy_(0, index, emb)
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+def _pair_cos(emb: SuiteEmbeddings, s1: Sequence[str], s2: Sequence[str]) -> torch.Tensor:
+    a = F.normalize(emb.of(s1).double(), dim=-1)
+    b = F.normalize(emb.of(s2).double(), dim=-1)
+    return (a * b).sum(dim=-1)
+
+
+def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+    """``(metrics, seconds)``: per task ``{"spearman"|"auroc"|"orig_dev_acc","new_dev_acc", ...}`` (x100) plus
+    ``"STS avg"`` when all seven STS tasks ran; and the scoring time of each task."""
+    from nda.metrics.anomaly import anomaly_auroc
+    from nda.metrics.probe import logistic_probe
+
+    metrics: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    for name, task in suite.tasks.items():
+        t0 = time.perf_counter()
+        if task.kind == "sts":
+            cos = _pair_cos(emb, task.sentences1, task.sentences2)
+            metrics[name] = {"spearman": 100.0 * spearman(cos, task.targets), "pairs": task.size}
+        elif task.kind == "auroc":
+            score = task.sign * _pair_cos(emb, task.sentences1, task.sentences2)
+            labels = torch.tensor(task.targets)
+            metrics[name] = {"auroc": 100.0 * anomaly_auroc(score[labels == 0], score[labels == 1]), "pairs": task.size,
+                             "mean_cos_label0": float(_mean(score[labels == 0]) * task.sign),
+                             "mean_cos_label1": float(_mean(score[labels == 1]) * task.sign)}
+        else:
+            (train_x, train_y), *evals = [(emb.of(t), y) for t, y in task.splits.values()]
+            names = list(task.splits)[1:]
+            res = logistic_probe(train_x, train_y, dict(zip(names, evals)), **dict(probe_kwargs or {}))
+            metrics[name] = {f"{n.replace('/', '_')}_acc": 100.0 * res.accuracy[n] for n in names}
+            metrics[name].update({"C": res.C, "train_acc": 100.0 * res.train_accuracy,
+                                  "cv_acc": {str(c): 100.0 * a for c, a in res.cv_accuracy.items()},
+                                  "train_reviews": len(train_y)})
+        seconds[name] = time.perf_counter() - t0
+    if all(t in metrics for t in STS_TASKS):
+        metrics["STS avg"] = sum(metrics[t]["spearman"] for t in STS_TASKS) / len(STS_TASKS)
+    return metrics, seconds
+
+
+def _mean(x: torch.Tensor) -> float:
+    return float(x.mean()) if x.numel() else float("nan")
+
+
+# ------------------------------------------------------------------------------------------------- report
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("STS12", "STS12", "spearman"), ("STS13", "STS13*", "spearman"), ("STS14", "STS14", "spearman"),
+    ("STS15", "STS15", "spearman"), ("STS16", "STS16", "spearman"), ("STS-B", "STS-B", "spearman"),
+    ("SICK-R", "SICK-R", "spearman"), ("STS avg", "STS avg", ""), ("CANNOT", "Negation AUROC (CANNOT)", "auroc"),
+    ("PAWS", "Word-order AUROC (PAWS)", "auroc"), ("CAD", "CAD orig dev acc", "orig_dev_acc"),
+    ("CAD", "CAD new dev acc", "new_dev_acc"),
+)
+
+
+def results_markdown(rows: Sequence[Mapping[str, Any]], suite: Suite) -> str:
+    """One markdown table (a row per model: ``{"model": name, "metrics": score_suite()[0]}``) plus notes:
+    metric definitions, what each dataset held, and every skipped dataset with its reason."""
+    header = "| model | " + " | ".join(c[1] for c in _COLUMNS) + " |"
+    lines = [header, "|---|" + "---:|" * len(_COLUMNS)]
+    for row in rows:
+        m = row["metrics"]
+        cells = []
+        for task, _, key in _COLUMNS:
+            value = m.get(task)
+            if isinstance(value, Mapping):
+                value = value.get(key)
+            cells.append("–" if value is None else f"{value:.2f}")
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    notes = [
+        "",
+        "All numbers x100, higher = better. STS: Spearman of cosine vs gold; STS12-16 in SimCSE's \"all\" setting "
+        "(one Spearman over all pairs of a year's SentEval subsets; pairs without a gold score skipped). "
+        "STS avg: mean of the 7 STS columns (shown only when all 7 ran). "
+        "Negation AUROC: -cos separating CANNOT SemAntoNeg negated/antonym pairs (label 1) from paraphrases "
+        "(label 0), i.e. P(cos(negated) < cos(paraphrase)); 50 = blind to negation. Word-order AUROC: cos separating "
+        "PAWS-Wiki paraphrases (1) from non-paraphrases (0). CAD: logistic probe (standardised frozen embeddings, C by "
+        "5-fold CV on orig/train only) trained on CAD IMDb orig/train, accuracy on orig/dev and on the human "
+        "counterfactuals new/dev. Long reviews are truncated to the model's max sequence length.",
+        "",
+        "*STS13 has no SMT subset (not redistributable; SentEval and SimCSE leave it out too).",
+    ]
+    for name, task in suite.tasks.items():
+        notes.append(f"- {name}: {task.source}; " + "; ".join(task.notes))
+    for name, reason in suite.skipped.items():
+        notes.append(f"- {name}: {reason}")
+    return "\n".join(lines + notes) + "\n"
