@@ -1,33 +1,71 @@
-"""Image datasets as one in-memory uint8 tensor: the embedded digits, an ImageFolder, a tarball, or a HF dataset.
+"""Image datasets for the jobs: decoded once to a uint8 ``.npy`` cache, then held in RAM (small sets) or read
+from the memory-mapped file (sets larger than RAM), behind one API.
 
-Why in memory: the GAN / MoCo jobs draw batches with :func:`nda.training.batch_indices` (data order is a
-pure function of the step, so resume is exact), which needs random access; CIFAR-10 is 180 MB as uint8,
-small enough to hold and far faster than decoding JPEGs every epoch. Decoded arrays are cached as ``.npy``
-(keyed by source, split, size and channels) so a dataset is decoded once per machine.
+API the jobs use::
+
+    data = load_images("cifar10-jpg.tar.gz", "train", image_size=32, channels=3)   # -> ImageData
+    idx = batch_indices(step, len(data), batch_size, seed, rank, world_size)       # nda.training
+    x = data.take(idx, device)          # uint8 (B, C, H, W) on ``device``
+    y = data.labels.to(device)[idx.to(device)]                                     # long (N,) in RAM
+    len(data), data.num_classes, data.channels, data.image_size, data.name, data.classes, data.in_memory
+
+:meth:`ImageData.take` is the per-step call: for an in-RAM set it copies the whole set to ``device`` on first
+use and gathers there (what the jobs did by hand); for a memory-mapped set it gathers the rows from the file
+into a (pinned, on CUDA) host buffer and copies them over, so memory does not grow with the dataset. Pass
+indices on the CPU for memory-mapped sets (``batch_indices`` returns CPU tensors); CUDA indices cost a sync.
+``data.images`` still gives the whole ``(N, C, H, W)`` tensor (for a memory-mapped set: a zero-copy view of
+the file, copy-on-write), for evaluation code that wants it.
 
 Sources accepted by :func:`load_images`:
 
 - ``None`` / ``"digits"``: scikit-learn's bundled ``load_digits()`` (1,797 real 8x8 handwritten digits with
   labels; ships with scikit-learn, so it works offline). Values 0..16 are scaled to 0..255 and resized
   (bilinear) to ``image_size`` (default 32). Splits: a fixed seeded 80/20 split, ``"train"`` (1,438),
-  ``"test"`` (359), or ``"all"`` (1,797).
+  ``"test"`` (359), or ``"all"`` (1,797). Always in RAM, never cached.
 - a folder in ``ImageFolder`` layout: ``<root>/<split>/<class>/*.png|jpg|...`` or ``<root>/<class>/*``
   (the latter only for ``split="train"`` or ``"all"``), or a flat folder of images (unlabelled: labels -1,
-  e.g. generated samples for ``tasks/eval_gan.py --images``).
-- a ``.tar.gz`` / ``.tgz`` / ``.tar`` of such a folder, unpacked once into the cache dir
-  (e.g. ``/work/shared/data/cifar10/cifar10-jpg.tar.gz``).
-- ``"hf:<name>"`` (or a name that is not an existing path): ``datasets.load_dataset(name, split=split)``
-  with the image and label columns auto-detected (``datasets`` imported only then).
+  e.g. generated samples for ``tasks/eval_gan.py --images``). Names starting with ``.`` are skipped
+  (macOS ``._x.jpg`` resource files are not images).
+- a ``.tar`` / ``.tar.gz`` / ``.tgz`` / ``.tar.bz2`` / ``.tar.xz`` of such a folder, decoded straight from
+  the archive (streamed twice: once to list it, once to decode; never unpacked to disk).
+- ``"hf:<name>"`` (or a name that is not an existing path): ``datasets.load_dataset(name, split=split)``,
+  or a ``datasets.Dataset`` object, with the image and label columns auto-detected. Keyed on the dataset's
+  content fingerprint; if the hub is unreachable, the last complete cache for that name/split is used.
+
+The decoded cache (``<cache_dir>/arrays/<name>-<split>-<key>.{images.npy,labels.npy,json}``):
+
+- ``images.npy`` is a plain ``(N, C, H, W)`` uint8 ``.npy`` (``np.load(path, mmap_mode="r")`` reads it too);
+  the ``.json`` beside it is the completion record, written last. ``key`` hashes the *content* of the
+  source (every decoded file's BLAKE2b digest, or the archive's, or the HF fingerprint), the split, size and
+  channels: a same-size rewrite with a restored mtime is a new key. Digests are remembered by
+  ``(size, mtime_ns, ctime_ns, inode)`` so a warm start only ``stat``\\ s the files (see :mod:`nda.data.cache`).
+- Decoding streams in chunks of ~64 MiB of decoded pixels (bounded memory), with a progress bar; after each
+  chunk the data is synced and ``images.npy.progress.json`` records how far it got, so an interrupted build
+  resumes where it stopped. A partial file (``images.npy.part``), a truncated or over-long ``images.npy``, a
+  damaged header, or a spot-check digest mismatch is detected, logged and rebuilt -- never read as data.
+- A file that cannot be decoded (a corrupt JPEG) stops the build with ``ValueError`` naming the file: a
+  silently smaller dataset would change results without a word. Chunks decoded before it stay in the
+  partial cache (but fixing the folder changes its content key, so that build starts afresh).
+- Processes of one machine that load the same source take a file lock: one decodes, the others wait and read.
+
+In RAM or memory-mapped, chosen by size: a set of at most :data:`IN_MEMORY_MAX_BYTES` (2 GiB; environment
+``NDA_IN_MEMORY_MAX_BYTES``) is read into RAM, a larger one is memory-mapped; ``load_images(...,
+in_memory=True/False)`` overrides. Memory-mapped rows are read with ``reader="mmap"`` (default: fast, but the
+mapped page cache shows in RSS) or ``"pread"`` (flat RSS, a system call per image); see
+:mod:`nda.data.image_store`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
+import io
 import json
+import logging
 import os
+import posixpath
 import tarfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,47 +73,49 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ImageData", "load_images", "to_float", "to_uint8", "IMAGE_EXTENSIONS", "default_cache_dir"]
+from nda.data.image_store import (
+    IN_MEMORY_MAX_BYTES,
+    ImageData,
+    MappedImages,
+    in_memory_max_bytes,
+    resolve_reader,
+)
+from nda.data.cache import (
+    DigestMemo,
+    ResumableArray,
+    atomic_write_text,
+    check_npy,
+    file_lock,
+    short_hash,
+    span_digest,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "IN_MEMORY_MAX_BYTES",
+    "ImageData",
+    "build_image_cache",
+    "default_cache_dir",
+    "load_images",
+    "open_image_cache",
+    "to_float",
+    "to_uint8",
+]
+
+log = logging.getLogger("nda.data")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-_CACHE_VERSION = 1
+CHUNK_BYTES = 64 << 20
+"""Decoded pixels per decode/write chunk: the build's memory bound and its resume granularity."""
+_CACHE_VERSION = 2
+_CHECK_SPAN = 1 << 20  # bytes spot-checked (digest) at each end of images.npy when a cache is opened
 _DIGITS_SPLIT_SEED = 1234
 _DIGITS_TEST_FRACTION = 0.2
 
 
-@dataclass
-class ImageData:
-    """A labelled image dataset held in memory.
-
-    ``images``: uint8 ``(N, C, H, W)``; ``labels``: long ``(N,)`` (``-1`` when the source has no labels);
-    ``classes``: class names (index = label); ``name``: a short description of the source and split.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    classes: list[str]
-    name: str
-
-    def __post_init__(self) -> None:
-        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def image_size(self) -> int:
-        return int(self.images.shape[-1])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
+def default_cache_dir() -> Path:
+    """``$NDA_CACHE`` or ``~/.cache/nda``."""
+    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -92,68 +132,314 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.float().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
 
 
-def default_cache_dir() -> Path:
-    """``$NDA_CACHE`` or ``~/.cache/nda``."""
-    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
-
-
 # ---------------------------------------------------------------------------------------------- entry
 def load_images(
-    source: str | os.PathLike | None = None,
+    source: Any = None,
     split: str = "train",
     image_size: int | None = None,
     channels: int | None = None,
     limit: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    *,
+    in_memory: bool | None = None,
+    reader: str | None = None,
 ) -> ImageData:
-    """Load an image dataset into memory as uint8 ``(N, C, H, W)`` (see the module docstring for sources).
+    """Load an image dataset as uint8 ``(N, C, H, W)`` (see the module docstring for sources and caching).
 
     Args:
-        source: ``None``/``"digits"``, a folder, a tarball, or ``"hf:<name>"``.
+        source: ``None``/``"digits"``, a folder, a tarball, ``"hf:<name>"`` or a ``datasets.Dataset``.
         split: ``"train"``, ``"test"``, ... (folder: the sub-folder name; HF: the split name).
         image_size: square output size (bilinear resize); ``None`` keeps the source size (digits: 32).
         channels: 1 (grayscale) or 3 (RGB); ``None`` keeps the source's (digits: 1).
         limit: keep at most this many images, a fixed seeded random subset (so classes stay mixed).
-        cache_dir: where decoded arrays and unpacked tarballs go (default ``$NDA_CACHE`` or ``~/.cache/nda``).
+        cache_dir: where decoded arrays go (default ``$NDA_CACHE`` or ``~/.cache/nda``).
+        in_memory: ``True`` RAM, ``False`` memory-mapped, ``None`` by size (:data:`IN_MEMORY_MAX_BYTES`).
+        reader: how memory-mapped rows are read, ``"mmap"`` or ``"pread"`` (default ``NDA_IMAGE_READER``
+            or ``"mmap"``).
     """
     if not isinstance(split, str) or not split:
         raise ValueError(f"split must be a non-empty string such as 'train' or 'test', got {split!r}")
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1):
         raise ValueError(f"image_size must be a positive int or None, got {image_size!r}")
-    if channels not in (None, 1, 3):
+    if channels not in (None, 1, 3) or isinstance(channels, bool):
         raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int or None, got {limit!r}")
+    if in_memory not in (None, True, False):
+        raise ValueError(f"in_memory must be True, False or None (by size), got {in_memory!r}")
+    reader = resolve_reader(reader)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
-    if source is None or str(source) == "digits":
-        data = _load_digits(split, image_size or 32, channels or 1)
+    if source is None or (isinstance(source, str) and source == "digits"):
+        return _subset(_load_digits(split, image_size or 32, channels or 1), limit, True)
+    if _is_hf_dataset(source):
+        entry = _hf_entry(source, None, split, image_size, channels, cache)
     else:
-        text = str(source)
+        if not isinstance(source, (str, os.PathLike)):
+            raise TypeError(f"source must be a path, 'digits', 'hf:<name>' or a datasets.Dataset, "
+                            f"got {type(source).__name__}")
+        text = os.fspath(source)
         path = Path(text).expanduser()
         if text.startswith("hf:"):
-            data = _load_hf(text[3:], split, image_size, channels, cache)
+            entry = _hf_entry(None, text[3:], split, image_size, channels, cache)
         elif path.exists():
             if path.is_dir():
-                data = _load_folder_cached(path, split, image_size, channels, cache)
+                entry = _folder_entry(path, split, image_size, channels, cache)
             elif _is_tarball(path):
-                data = _load_folder_cached(_unpack(path, cache), split, image_size, channels, cache, key_path=path)
+                entry = _tar_entry(path, split, image_size, channels, cache)
             else:
                 raise ValueError(f"source {text!r} is a file but not a .tar/.tar.gz/.tgz archive of an image folder")
         elif any(sep in text for sep in ("/", "\\")) and (text.startswith((".", "/", "~")) or path.suffix):
-            raise FileNotFoundError(f"source {text!r} does not exist (expected a folder, a tarball, 'digits' or 'hf:<name>')")
+            raise FileNotFoundError(f"source {text!r} does not exist (expected a folder, a tarball, 'digits' or "
+                                    f"'hf:<name>')")
         else:
-            data = _load_hf(text, split, image_size, channels, cache)
-    return _subset(data, limit)
+            entry = _hf_entry(None, text, split, image_size, channels, cache)
+    data = entry if isinstance(entry, ImageData) else _open_mapped(entry, reader)
+    return _subset(data, limit, in_memory)
 
 
-def _subset(data: ImageData, limit: int | None) -> ImageData:
-    if limit is None or limit >= len(data):
+def open_image_cache(path: str | os.PathLike, *, in_memory: bool | None = None, reader: str | None = None
+                     ) -> ImageData:
+    """Open a finished cache entry (its ``.json``, or the path without suffix) as :class:`ImageData`.
+
+    Raises ``ValueError`` if the entry is missing, incomplete or damaged (it is not rebuilt: there is no
+    source to rebuild it from)."""
+    base = Path(path)
+    if base.name.endswith(".json"):
+        base = base.with_name(base.name[: -len(".json")])
+    problem = _check_entry(base)
+    if problem:
+        raise ValueError(f"image cache {base}: {problem}")
+    return _subset(_open_mapped(base, resolve_reader(reader)), None, in_memory)
+
+
+def build_image_cache(
+    path: str | os.PathLike,
+    chunks: Callable[[int], Iterator[np.ndarray]],
+    num_images: int,
+    shape: tuple[int, int, int],
+    labels: np.ndarray | None = None,
+    classes: Sequence[str] = (),
+    name: str | None = None,
+) -> Path:
+    """Write a cache entry at ``path`` (no suffix) from ``chunks(start)``, an iterator of uint8
+    ``(n, C, H, W)`` blocks in row order from row ``start`` (resumable); open it with
+    :func:`open_image_cache`. For synthetic sets (``benchmarks/data_scale.py``) and custom decoders."""
+    base = Path(path)
+    labels = np.full(num_images, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+    if labels.shape != (num_images,):
+        raise ValueError(f"labels must have shape ({num_images},), got {labels.shape}")
+
+    def produce(writer: ResumableArray | _RamArray) -> None:
+        row = writer.done
+        for block in chunks(writer.done):
+            block = np.asarray(block)
+            if block.dtype != np.uint8 or block.shape[1:] != tuple(shape):
+                raise ValueError(f"chunks must yield uint8 (n, {', '.join(map(str, shape))}) blocks, got "
+                                 f"{block.dtype} {block.shape}")
+            writer.write(np.arange(row, row + len(block)), block)
+            row += len(block)
+            writer.commit(row)
+        if row != num_images:
+            raise ValueError(f"chunks yielded {row} images, expected {num_images}")
+
+    plan = _Plan(num_images, tuple(shape), labels, list(classes), name or base.name, produce)
+    with file_lock(base.with_name(base.name + ".lock")):
+        if _check_entry(base):
+            _write_entry(base, short_hash("custom", base.name, num_images, shape), plan)
+    return base.with_name(base.name + ".json")
+
+
+# ------------------------------------------------------------------------------------- cache entries
+class _Plan:
+    """What a build writes: ``n`` rows of ``chw``, the labels and class names, and ``produce(writer)``, which
+    decodes from item ``writer.done`` on, writing rows and committing progress after each chunk."""
+
+    def __init__(self, n: int, chw: tuple[int, ...], labels: np.ndarray, classes: list[str], name: str,
+                 produce: Callable[[Any], None]) -> None:
+        self.n, self.chw, self.labels, self.classes, self.name, self.produce = n, chw, labels, classes, name, produce
+
+
+def _files(base: Path) -> dict[str, Path]:
+    return {k: base.with_name(base.name + suffix) for k, suffix in
+            (("meta", ".json"), ("images", ".images.npy"), ("labels", ".labels.npy"), ("lock", ".lock"))}
+
+
+def _check_entry(base: Path) -> str | None:
+    """``None`` when ``base`` is a complete, intact cache entry; else what is wrong with it."""
+    f = _files(base)
+    if not f["meta"].is_file():
+        return "no completion record (never built, or interrupted)"
+    try:
+        meta = json.loads(f["meta"].read_text())
+        if meta.get("format") != _CACHE_VERSION:
+            return f"cache format {meta.get('format')}, expected {_CACHE_VERSION}"
+        shape = tuple(int(s) for s in meta["shape"])
+        offset = check_npy(f["images"], shape)
+        check_npy(f["labels"], (shape[0],), np.int64)
+        total = int(np.prod(shape))
+        span = int(meta["check"]["span"])
+        if not 0 < span <= total:
+            return f"bad spot-check span {span} in its completion record"
+        if span_digest(f["images"], offset, span) != meta["check"]["head"] or \
+                span_digest(f["images"], offset + total - span, span) != meta["check"]["tail"]:
+            return "pixel data does not match the digest in its completion record"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return str(err)
+    return None
+
+
+def _open_mapped(base: Path, reader: str) -> ImageData:
+    f = _files(base)
+    meta = json.loads(f["meta"].read_text())
+    store = MappedImages(f["images"], tuple(meta["shape"]), reader)
+    labels = torch.from_numpy(np.load(f["labels"], allow_pickle=False))
+    return ImageData._mapped(store, labels, meta["classes"], meta["name"])
+
+
+def _cached(base: Path, key: str, make_plan: Callable[[], _Plan]) -> Path | ImageData:
+    """The path of a valid entry at ``base``: the existing one, or one built now (under a file lock). If the
+    cache folder is not writable, the set is decoded into RAM instead (slower next time, not wrong)."""
+    problem = _check_entry(base)
+    if problem is None:
+        return base
+    f = _files(base)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(f["lock"]):
+            problem = _check_entry(base)  # another process may have built it while we waited
+            if problem is None:
+                return base
+            if f["meta"].exists():
+                log.warning("image cache %s is not usable (%s): rebuilding it", base, problem)
+            _write_entry(base, key, make_plan())
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device of {base.parent} while writing the image cache "
+                                        f"{base.name}: free space (the partial cache resumes) or pass cache_dir= / "
+                                        f"set NDA_CACHE to a larger disk") from err
+        if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        log.warning("the image cache folder %s is not writable (%s): decoding into RAM", base.parent, err.strerror)
+        plan = make_plan()
+        ram = _RamArray(plan.n, plan.chw)
+        plan.produce(ram)
+        return ImageData(torch.from_numpy(ram.array), torch.from_numpy(plan.labels), plan.classes, plan.name)
+    return base
+
+
+def _write_entry(base: Path, key: str, plan: _Plan) -> None:
+    f = _files(base)
+    f["meta"].unlink(missing_ok=True)  # from here on the entry is not complete until the record is rewritten
+    writer = ResumableArray(f["images"], plan.n, plan.chw, key)
+    if writer.done:
+        log.info("resuming the image cache %s at %d of %d items", base.name, writer.done, plan.n)
+    try:
+        plan.produce(writer)
+        writer.finish()
+    finally:
+        writer.close()
+    tmp = f["labels"].with_name(f".{f['labels'].name}.tmp{os.getpid()}.npy")
+    np.save(tmp, plan.labels.astype(np.int64))
+    os.replace(tmp, f["labels"])
+    shape = (plan.n, *plan.chw)
+    total = int(np.prod(shape))
+    span = min(_CHECK_SPAN, total)
+    offset = check_npy(f["images"], shape)
+    meta = {"format": _CACHE_VERSION, "key": key, "name": plan.name, "shape": list(shape), "classes": plan.classes,
+            "check": {"span": span, "head": span_digest(f["images"], offset, span),
+                      "tail": span_digest(f["images"], offset + total - span, span)}}
+    atomic_write_text(f["meta"], json.dumps(meta))
+
+
+class _RamArray:
+    """Stand-in for :class:`ResumableArray` (same write/commit interface) when decoding into RAM."""
+
+    def __init__(self, n: int, chw: tuple[int, ...]) -> None:
+        self.array = np.empty((n, *chw), np.uint8)
+        self.done = 0
+
+    def write(self, rows: np.ndarray, values: np.ndarray) -> None:
+        self.array[rows] = values
+
+    def commit(self, done: int) -> None:
+        self.done = done
+
+
+def _subset(data: ImageData, limit: int | None, in_memory: bool | None) -> ImageData:
+    """Apply ``limit`` (a fixed seeded subset, sorted) and choose RAM or memory-mapped by size."""
+    if limit is not None and limit < len(data):
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+        return data.subset(idx, f"{data.name}[:{limit}]", in_memory)
+    if data.in_memory or not (in_memory if in_memory is not None else data.nbytes <= in_memory_max_bytes()):
         return data
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:limit].sort().values
-    return ImageData(data.images[idx].contiguous(), data.labels[idx].contiguous(), data.classes, f"{data.name}[:{limit}]")
+    if data._rows is not None:
+        return data.subset(torch.arange(len(data)), data.name, True)
+    return ImageData(data._store.load(), data.labels, data.classes, data.name)
 
 
+# -------------------------------------------------------------------------------------------- decoding
+def _image_mode(first: Any, channels: int | None) -> str:
+    if channels == 1 or (channels is None and getattr(first, "mode", "RGB") in ("L", "1", "I", "I;16", "F")):
+        return "L"
+    return "RGB"
+
+
+def _decode_one(im: Any, mode: str, size: tuple[int, int], c: int) -> np.ndarray:
+    from PIL import Image
+
+    if not isinstance(im, Image.Image):
+        im = Image.fromarray(np.asarray(im))
+    im = im.convert(mode)
+    if im.size != size:
+        im = im.resize(size, Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8).reshape(size[1], size[0], c)
+
+
+def _open_image(src: Path | bytes, where: str) -> Any:
+    """Open and fully decode one image; any failure is a ``ValueError`` naming the file."""
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+        im.load()
+        return im
+    except Exception as err:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
+        raise ValueError(
+            f"cannot decode image {where}: {err}. Fix or remove the file and load again "
+            f"(a corrupt image stops the build rather than silently shrinking the dataset)"
+        ) from err
+
+
+class _Decoder:
+    """Decodes chunks of images in a thread pool (PIL releases the GIL) into ``(n, C, H, W)`` uint8."""
+
+    def __init__(self, mode: str, size: tuple[int, int]) -> None:
+        self.mode, self.size = mode, size
+        self.c = 1 if mode == "L" else 3
+        self.row_bytes = self.c * size[0] * size[1]
+        self.chunk = max(1, CHUNK_BYTES // self.row_bytes)
+        self.pool = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2))
+
+    def decode(self, items: Sequence[Any], load: Callable[[Any], Any]) -> np.ndarray:
+        out = np.empty((len(items), self.size[1], self.size[0], self.c), np.uint8)
+
+        def one(k: int) -> None:
+            out[k] = _decode_one(load(items[k]), self.mode, self.size, self.c)
+
+        list(self.pool.map(one, range(len(items))))
+        return out.transpose(0, 3, 1, 2)
+
+    def bar(self, total: int, initial: int, desc: str) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, unit="img", leave=False, disable=total < 2000)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- digits
 def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     """Batched bilinear resize of uint8 images (antialiased when shrinking)."""
     if images.shape[-1] == size and images.shape[-2] == size:
@@ -175,7 +461,6 @@ def _set_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {c}-channel images to {channels} channels")
 
 
-# --------------------------------------------------------------------------------------------- digits
 def _load_digits(split: str, image_size: int, channels: int) -> ImageData:
     from sklearn.datasets import load_digits
 
@@ -198,238 +483,340 @@ def _load_digits(split: str, image_size: int, channels: int) -> ImageData:
     return ImageData(images.contiguous(), labels[idx], [str(d) for d in range(10)], f"digits/{split}")
 
 
-# -------------------------------------------------------------------------------------------- folders
+# ---------------------------------------------------------------------------------- folder layouts
 def _is_tarball(path: Path) -> bool:
-    name = path.name.lower()
-    return name.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz"))
+    return path.name.lower().endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz"))
 
 
-def _source_key(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _folder_key(folder: Path) -> str:
-    """Hash of the path, size and mtime of every file under ``folder``. A folder's own mtime does not change
-    when a file in it is rewritten (regenerated samples under the same names) or when one is added to a
-    sub-folder, so keying on it would serve stale cached arrays."""
-    h = hashlib.sha256(str(folder.resolve()).encode())
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            st = os.stat(path)
-            h.update(f"{os.path.relpath(path, folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+class _FsTree:
+    """Directory listing of a real folder, with paths relative to it (``""`` is the folder itself)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _entries(self, rel: str) -> list[os.DirEntry]:
+        with os.scandir(self.root / rel if rel else self.root) as it:
+            return list(it)
+
+    def subdirs(self, rel: str) -> list[str]:
+        return sorted(e.name for e in self._entries(rel) if e.is_dir() and not e.name.startswith("."))
+
+    def images(self, rel: str) -> list[str]:
+        return sorted(e.name for e in self._entries(rel) if e.is_file() and _is_image_name(e.name))
 
 
-def _unpack(tarball: Path, cache: Path) -> Path:
-    """Unpack ``tarball`` once into ``cache/unpacked/<name>-<key>`` (atomically: a temp folder renamed)."""
-    stem = tarball.name.split(".")[0]
-    target = cache / "unpacked" / f"{stem}-{_source_key(tarball)}"
-    if (target / ".complete").is_file():
-        return target
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tarball) as tar:
-        try:
-            tar.extractall(tmp, filter="data")
-        except TypeError:  # Python < 3.12 without the filter argument
-            tar.extractall(tmp)
-    (tmp / ".complete").write_text("ok")
-    if target.exists():  # another process won the race
-        import shutil
+class _TarTree:
+    """The same listing over the member names of an archive (directories implied by file paths count too)."""
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-    return target
+    def __init__(self, files: Sequence[str], dirs: Sequence[str]) -> None:
+        self._dirs: dict[str, set[str]] = {"": set()}
+        self._files: dict[str, list[str]] = {}
+        for d in dirs:
+            self._add_dir(d)
+        for f in files:
+            parent, name = posixpath.split(f)
+            self._add_dir(parent)
+            if _is_image_name(name):
+                self._files.setdefault(parent, []).append(name)
 
+    def _add_dir(self, d: str) -> None:
+        while d:  # link every level up to the root (members arrive in any order)
+            self._dirs.setdefault(d, set())
+            parent, name = posixpath.split(d)
+            self._dirs.setdefault(parent, set()).add(name)
+            d = parent
 
-def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    def subdirs(self, rel: str) -> list[str]:
+        return sorted(n for n in self._dirs.get(rel, ()) if not n.startswith("."))
 
-
-def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    def images(self, rel: str) -> list[str]:
+        return sorted(self._files.get(rel, ()))
 
 
-def _find_root(folder: Path) -> Path:
-    """Descend through single wrapper folders (``cifar10/`` inside a tarball) to the dataset root."""
-    while True:
-        subdirs = _class_dirs(folder)
-        if len(subdirs) == 1 and not _list_images(folder) and _class_dirs(subdirs[0]):
-            folder = subdirs[0]
+def _join(*parts: str) -> str:
+    return posixpath.join(*[p for p in parts if p])
+
+
+def _layout(tree: _FsTree | _TarTree, split: str, shown: str) -> tuple[str, list[str], list[str], np.ndarray]:
+    """``(split_dir, classes, files, labels)`` of an ImageFolder-style tree: files relative to the tree root,
+    in class order then name order; unlabelled (-1) for a flat folder of images."""
+    root = ""
+    while True:  # descend through single wrapper folders (``cifar10/`` inside a tarball)
+        subdirs = tree.subdirs(root)
+        if len(subdirs) == 1 and not tree.images(root) and tree.subdirs(_join(root, subdirs[0])):
+            root = _join(root, subdirs[0])
         else:
-            return folder
-
-
-def _split_folder(root: Path, split: str) -> Path:
-    root = _find_root(root)
-    subdirs = _class_dirs(root)
+            break
+    where = _join(shown, root)
+    subdirs = tree.subdirs(root)
     if not subdirs:
-        if _list_images(root) and split in ("train", "all"):  # a flat folder of unlabelled images (e.g. samples)
-            return root
-        raise ValueError(
-            f"image folder {root} has no sub-folders: expected <root>/<split>/<class>/*, <root>/<class>/*, or "
-            f"image files directly in it (unlabelled, split 'train' or 'all')"
-        )
-    names = [d.name for d in subdirs]
-    # <root>/<split>/<class>/*: the sub-folders hold folders, not images
-    nested = [d for d in subdirs if _class_dirs(d) and not _list_images(d)]
-    if nested:
-        if split not in names:
-            raise ValueError(f"split {split!r} not found in {root}; available splits: {sorted(d.name for d in nested)}")
-        return root / split
-    if split not in ("train", "all"):
-        raise ValueError(
-            f"image folder {root} has no split sub-folders (it is <root>/<class>/*); use split='train' or 'all', "
-            f"got {split!r}"
-        )
-    return root
-
-
-def _load_folder_cached(folder: Path, split: str, image_size: int | None, channels: int | None, cache: Path,
-                        key_path: Path | None = None) -> ImageData:
-    key_src = key_path if key_path is not None else folder
-    split_dir = _split_folder(folder, split)
-    # a tarball is one file (its size and mtime say when it changed); a folder is keyed on its files
-    source_key = _source_key(key_path) if key_path is not None else _folder_key(split_dir)
-    key = hashlib.sha256(
-        f"v{_CACHE_VERSION}|{source_key}|{split_dir.relative_to(folder) if split_dir != folder else ''}|"
-        f"{split}|{image_size}|{channels}".encode()
-    ).hexdigest()[:20]
-    base = cache / "arrays" / f"{key_src.name.split('.')[0]}-{split}-{key}"
-    name = f"{key_src.name}/{split}"
-    cached = _read_cache(base, name)
-    if cached is not None:
-        return cached
-    data = _decode_folder(split_dir, image_size, channels, name)
-    _write_cache(base, data)
-    return data
-
-
-def _decode_folder(split_dir: Path, image_size: int | None, channels: int | None, name: str) -> ImageData:
-    from PIL import Image
-
-    classes = _class_dirs(split_dir)
-    files: list[Path] = []
+        if tree.images(root) and split in ("train", "all"):  # a flat folder of unlabelled images (e.g. samples)
+            split_dir = root
+        else:
+            raise ValueError(
+                f"image folder {where} has no sub-folders: expected <root>/<split>/<class>/*, <root>/<class>/*, or "
+                f"image files directly in it (unlabelled, split 'train' or 'all')"
+            )
+    else:
+        # <root>/<split>/<class>/*: the sub-folders hold folders, not images
+        nested = [d for d in subdirs if tree.subdirs(_join(root, d)) and not tree.images(_join(root, d))]
+        if nested:
+            if split not in subdirs:
+                raise ValueError(f"split {split!r} not found in {where}; available splits: {sorted(nested)}")
+            split_dir = _join(root, split)
+        elif split not in ("train", "all"):
+            raise ValueError(
+                f"image folder {where} has no split sub-folders (it is <root>/<class>/*); use split='train' or "
+                f"'all', got {split!r}"
+            )
+        else:
+            split_dir = root
+    classes = tree.subdirs(split_dir)
+    files: list[str] = []
     labels: list[int] = []
     if classes:
-        for label, cdir in enumerate(classes):
-            found = _list_images(cdir)
-            files.extend(found)
+        for label, cls in enumerate(classes):
+            found = tree.images(_join(split_dir, cls))
+            files.extend(_join(split_dir, cls, name) for name in found)
             labels.extend([label] * len(found))
-        class_names = [c.name for c in classes]
     else:
-        files = _list_images(split_dir)
+        files = [_join(split_dir, name) for name in tree.images(split_dir)]
         labels = [-1] * len(files)
-        class_names = []
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {split_dir}")
-
-    with Image.open(files[0]) as first:
-        mode = "L" if (channels == 1 or (channels is None and first.mode in ("L", "1", "I", "I;16", "F"))) else "RGB"
-        size = (image_size, image_size) if image_size is not None else first.size
-    c = 1 if mode == "L" else 3
-    out = np.empty((len(files), size[1], size[0], c), dtype=np.uint8)
-
-    def decode(i: int) -> None:
-        with Image.open(files[i]) as im:
-            im = im.convert(mode)
-            if im.size != size:
-                im = im.resize(size, Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-        out[i] = arr.reshape(size[1], size[0], c)
-
-    _parallel(decode, len(files), f"decoding {name}")
-    images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
-    return ImageData(images, torch.tensor(labels, dtype=torch.long), class_names, name)
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {_join(shown, split_dir)}")
+    return split_dir, classes, files, np.asarray(labels, np.int64)
 
 
-def _parallel(fn, n: int, desc: str) -> None:
-    from tqdm.auto import tqdm
-
-    workers = min(16, (os.cpu_count() or 1) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=n, desc=desc, unit="img", leave=False,
-                                                               disable=n < 2000) as bar:
-        for start in range(0, n, 4096):
-            list(pool.map(fn, range(start, min(n, start + 4096))))
-            bar.update(min(n, start + 4096) - start)
+def _shape_for(first: Any, image_size: int | None, channels: int | None) -> tuple[str, tuple[int, int]]:
+    mode = _image_mode(first, channels)
+    size = (image_size, image_size) if image_size is not None else tuple(first.size)
+    return mode, size
 
 
-def _read_cache(base: Path, name: str) -> ImageData | None:
-    meta_path = base.with_suffix(".json")
-    if not meta_path.is_file():
-        return None
+def _entry_base(cache: Path, stem: str, split: str, key: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:60] or "data"
+    return cache / "arrays" / f"{safe}-{split}-{key}"
+
+
+# ---------------------------------------------------------------------------------------------- folder
+def _folder_entry(folder: Path, split: str, image_size: int | None, channels: int | None, cache: Path
+                  ) -> Path | ImageData:
+    split_dir, classes, files, labels = _layout(_FsTree(folder), split, str(folder))
+    digests = DigestMemo(cache, folder, split_dir).digests(files, desc=f"hashing {folder.name}/{split}")
+    h = _content_digest(files, digests)
+    key = short_hash(_CACHE_VERSION, "folder", h, split_dir, split, image_size, channels)
+    name = f"{folder.name}/{split}"
+
+    def plan() -> _Plan:
+        mode, size = _shape_for(_open_image(folder / files[0], str(folder / files[0])), image_size, channels)
+        dec = _Decoder(mode, size)
+
+        def produce(writer: ResumableArray | _RamArray) -> None:
+            with dec.bar(len(files), writer.done, f"decoding {name}") as bar:
+                for a in range(writer.done, len(files), dec.chunk):
+                    b = min(len(files), a + dec.chunk)
+                    chunk = dec.decode(files[a:b], lambda rel: _open_image(folder / rel, str(folder / rel)))
+                    writer.write(np.arange(a, b), chunk)
+                    writer.commit(b)
+                    bar.update(b - a)
+            dec.close()
+
+        return _Plan(len(files), (dec.c, size[1], size[0]), labels, classes, name, produce)
+
+    return _cached(_entry_base(cache, folder.name, split, key), key, plan)
+
+
+def _content_digest(files: Sequence[str], digests: np.ndarray) -> str:
+    """One digest over ``(relative path, content digest)`` of every file (order matters: it is row order)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for rel, d in zip(files, digests):
+        h.update(rel.encode("utf-8", "surrogateescape"))
+        h.update(b"\x00")
+        h.update(d.tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------- tarball
+def _member_name(name: str) -> str:
+    name = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+    return "" if name == "." else name
+
+
+def _iter_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Members of a stream-mode archive without keeping them all (``TarFile.next`` appends to ``members``)."""
+    while True:
+        member = tar.next()
+        if member is None:
+            return
+        yield member
+        tar.members.clear()
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
     try:
-        meta = json.loads(meta_path.read_text())
-        images = torch.from_numpy(np.load(base.parent / meta["images"]))
-        labels = torch.from_numpy(np.load(base.parent / meta["labels"]))
-        return ImageData(images, labels.long(), list(meta["classes"]), name)
-    except Exception:  # a stale or partial cache entry is rebuilt, never trusted
-        return None
+        return tarfile.open(path, "r|*")
+    except tarfile.TarError as err:
+        raise ValueError(f"cannot read the archive {path}: {err}") from err
 
 
-def _write_cache(base: Path, data: ImageData) -> None:
-    try:
-        base.parent.mkdir(parents=True, exist_ok=True)
-        for suffix, arr in (("images", data.images.numpy()), ("labels", data.labels.numpy())):
-            tmp = base.parent / f".{base.name}.{suffix}.tmp{os.getpid()}.npy"
-            np.save(tmp, arr)
-            os.replace(tmp, base.parent / f"{base.name}.{suffix}.npy")
-        meta = {"images": f"{base.name}.images.npy", "labels": f"{base.name}.labels.npy", "classes": data.classes}
-        tmp = base.parent / f".{base.name}.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, base.with_suffix(".json"))
-    except OSError:  # read-only cache: decoding again next time is slower, not wrong
-        pass
+def _tar_entry(path: Path, split: str, image_size: int | None, channels: int | None, cache: Path
+               ) -> Path | ImageData:
+    digest = DigestMemo(cache, path.parent, f"tar:{path.name}").digests([path.name], desc=f"hashing {path.name}")[0]
+    key = short_hash(_CACHE_VERSION, "tar", digest.tobytes().hex(), split, image_size, channels)
+    stem = path.name.split(".")[0]
+    name = f"{path.name}/{split}"
+
+    def plan() -> _Plan:
+        names, dirs = [], []
+        try:
+            with _open_tar(path) as tar:
+                for m in _iter_members(tar):
+                    (names if m.isreg() else dirs if m.isdir() else []).append(_member_name(m.name))
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ValueError(f"cannot read the archive {path}: {err}") from err
+        _, classes, files, labels = _layout(_TarTree(names, dirs), split, str(path))
+        row_of = {f: i for i, f in enumerate(files)}
+        first = _open_image(_read_member(path, files[0]), f"{path}:{files[0]}")
+        mode, size = _shape_for(first, image_size, channels)
+        dec = _Decoder(mode, size)
+        total = sum(1 for n in names if n in row_of)  # occurrences in stream order (a name may repeat)
+
+        def produce(writer: ResumableArray | _RamArray) -> None:
+            seen = 0
+            rows: list[int] = []
+            blobs: list[tuple[bytes, str]] = []
+
+            def flush() -> None:
+                if rows:
+                    chunk = dec.decode(blobs, lambda blob: _open_image(blob[0], f"{path}:{blob[1]}"))
+                    writer.write(np.asarray(rows), chunk)
+                    writer.commit(seen)
+                    bar.update(len(rows))
+                    rows.clear()
+                    blobs.clear()
+
+            with dec.bar(total, writer.done, f"decoding {name}") as bar, _open_tar(path) as tar:
+                try:
+                    for m in _iter_members(tar):
+                        if not m.isreg():
+                            continue
+                        member = _member_name(m.name)
+                        row = row_of.get(member)
+                        if row is None:
+                            continue
+                        seen += 1
+                        if seen <= writer.done:  # decoded before an interruption: skip (no read, no decode)
+                            continue
+                        rows.append(row)
+                        blobs.append((tar.extractfile(m).read(), member))
+                        if len(rows) == dec.chunk:
+                            flush()
+                    flush()
+                except (tarfile.TarError, EOFError) as err:
+                    raise ValueError(f"cannot read the archive {path}: {err}") from err
+            dec.close()
+            if seen != total:
+                raise ValueError(f"the archive {path} changed while it was read ({seen} of {total} images found)")
+
+        return _Plan(len(files), (dec.c, size[1], size[0]), labels, classes, name, produce)
+
+    return _cached(_entry_base(cache, stem, split, key), key, plan)
+
+
+def _read_member(path: Path, member: str) -> bytes:
+    with _open_tar(path) as tar:
+        for m in _iter_members(tar):
+            if m.isreg() and _member_name(m.name) == member:
+                return tar.extractfile(m).read()
+    raise ValueError(f"the archive {path} changed while it was read ({member} is gone)")
 
 
 # ----------------------------------------------------------------------------------------- Hugging Face
-def _load_hf(name: str, split: str, image_size: int | None, channels: int | None, cache: Path) -> ImageData:
-    if not name:
+def _is_hf_dataset(obj: Any) -> bool:
+    return hasattr(obj, "features") and hasattr(obj, "_fingerprint") and hasattr(obj, "column_names")
+
+
+def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, channels: int | None, cache: Path
+              ) -> Path | ImageData:
+    if ds is None and not name:
         raise ValueError("a Hugging Face source needs a dataset name: 'hf:<name>'")
-    key = hashlib.sha256(f"v{_CACHE_VERSION}|hf|{name}|{split}|{image_size}|{channels}".encode()).hexdigest()[:20]
-    base = cache / "arrays" / f"hf-{name.replace('/', '_')}-{split}-{key}"
-    cached = _read_cache(base, f"hf:{name}/{split}")
-    if cached is not None:
-        return cached
-    try:
-        import datasets
-    except ImportError as err:
-        raise ImportError(f"loading the Hugging Face dataset {name!r} needs the 'datasets' package") from err
-    try:
-        ds = datasets.load_dataset(name, split=split)
-    except Exception as err:
-        raise ValueError(
-            f"could not load {name!r} (split {split!r}) as a Hugging Face dataset, and it is not an existing path: {err}"
-        ) from err
+    params = short_hash("hf", name, split, image_size, channels)
+    pointer = cache / "arrays" / f"hf-{(name or 'dataset').replace('/', '_')}-{split}-{params}.latest"
+    if ds is None:
+        try:
+            import datasets
+        except ImportError as err:
+            raise ImportError(f"loading the Hugging Face dataset {name!r} needs the 'datasets' package") from err
+        try:
+            ds = datasets.load_dataset(name, split=split)
+        except Exception as err:  # noqa: BLE001 - offline, unknown name, ...: fall back to the last decoded cache
+            base = cache / "arrays" / pointer.read_text().strip() if pointer.is_file() else None
+            if base is not None and _check_entry(base) is None:
+                log.warning("could not load %r (%s); using its last decoded cache %s", name, err, base)
+                return base
+            raise ValueError(
+                f"could not load {name!r} (split {split!r}) as a Hugging Face dataset, and it is not an existing path: {err}"
+            ) from err
+    label = name or getattr(getattr(ds, "info", None), "dataset_name", None) or "dataset"
+    key = short_hash(_CACHE_VERSION, "hf", ds._fingerprint, split, image_size, channels)
+    shown = f"hf:{label}/{split}"
     image_col, label_col, classes = _detect_columns(ds)
-    from PIL import Image
 
-    first = ds[0][image_col]
-    mode = "L" if (channels == 1 or (channels is None and getattr(first, "mode", "RGB") in ("L", "1"))) else "RGB"
-    size = (image_size, image_size) if image_size is not None else first.size
-    c = 1 if mode == "L" else 3
-    n = len(ds)
-    out = np.empty((n, size[1], size[0], c), dtype=np.uint8)
-    column = ds[image_col] if n <= 100_000 else None
+    def plan() -> _Plan:
+        n = len(ds)
+        if n == 0:
+            raise ValueError(f"the dataset {shown} has no rows")
+        mode, size = _shape_for(_hf_image(ds[0][image_col], f"{shown}[0]"), image_size, channels)
+        dec = _Decoder(mode, size)
+        labels = _hf_column(ds, label_col) if label_col else np.full(n, -1, np.int64)
 
-    def decode(i: int) -> None:
-        im = column[i] if column is not None else ds[i][image_col]
-        if not isinstance(im, Image.Image):
-            im = Image.fromarray(np.asarray(im))
-        im = im.convert(mode)
-        if im.size != size:
-            im = im.resize(size, Image.BILINEAR)
-        out[i] = np.asarray(im, dtype=np.uint8).reshape(size[1], size[0], c)
+        def produce(writer: ResumableArray | _RamArray) -> None:
+            with dec.bar(n, writer.done, f"decoding {shown}") as bar:
+                for a in range(writer.done, n, dec.chunk):
+                    b = min(n, a + dec.chunk)
+                    column = ds[a:b][image_col]
+                    chunk = dec.decode(list(range(a, b)), lambda i: _hf_image(column[i - a], f"{shown}[{i}]"))
+                    writer.write(np.arange(a, b), chunk)
+                    writer.commit(b)
+                    bar.update(b - a)
+            dec.close()
 
-    _parallel(decode, n, f"decoding hf:{name}/{split}")
-    labels = torch.tensor(ds[label_col], dtype=torch.long) if label_col else torch.full((n,), -1, dtype=torch.long)
-    data = ImageData(torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), labels, classes, f"hf:{name}/{split}")
-    _write_cache(base, data)
-    return data
+        return _Plan(n, (dec.c, size[1], size[0]), labels, classes, shown, produce)
+
+    base = _cached(_entry_base(cache, f"hf-{label.replace('/', '_')}", split, key), key, plan)
+    if isinstance(base, ImageData):
+        return base
+    try:
+        atomic_write_text(pointer, base.name)
+    except OSError:
+        pass
+    return base
+
+
+def _hf_image(value: Any, where: str) -> Any:
+    """A PIL image (or array) from an HF image cell: a decoded image, an array, or ``{"bytes", "path"}``."""
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return _open_image(value["bytes"], where)
+        if value.get("path"):
+            return _open_image(Path(value["path"]), where)
+        raise ValueError(f"image cell {where} has neither bytes nor a path")
+    if value is None:
+        raise ValueError(f"image cell {where} is empty")
+    return value
+
+
+def _hf_column(ds: Any, column: str) -> np.ndarray:
+    """One integer column as an int64 array, through Arrow (no per-row Python objects; honours ``select``)."""
+    if len(ds) == 0:
+        return np.zeros(0, np.int64)
+    return np.asarray(ds.select_columns([column]).with_format("numpy")[0:len(ds)][column], np.int64)
 
 
 def _detect_columns(ds: Any) -> tuple[str, str | None, list[str]]:
@@ -448,5 +835,7 @@ def _detect_columns(ds: Any) -> tuple[str, str | None, list[str]]:
     if label_col is not None and type(features[label_col]).__name__ == "ClassLabel":
         classes = list(features[label_col].names)
     elif label_col is not None:
-        classes = [str(i) for i in range(int(max(ds[label_col])) + 1)]
+        values = _hf_column(ds, label_col)
+        classes = [str(i) for i in range(int(values.max()) + 1)] if len(values) else []
     return image_col, label_col, classes
+

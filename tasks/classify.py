@@ -1,0 +1,376 @@
+"""Text classification with label-flipped counterfactuals as extra training data (Kaushik et al., ICLR 2020;
+Wang & Culotta, AAAI 2021): knowing what a review is *not* is cheap supervision.
+
+    # frozen encoder + logistic regression (seconds once embeddings are cached); compare augmentations, 3 seeds
+    python tasks/classify.py --mode probe --train $CAD/orig/train.tsv \\
+        --eval orig_dev=$CAD/orig/dev.tsv,cad_dev=$CAD/new/dev.tsv \\
+        --augment none,counterfactual,human:$CAD/../combined/paired/train_paired.tsv --repeats 3 --out-dir runs/cad_probe
+    # few-label curve on SST-2 (class-balanced seeded subsets), with and without counterfactuals
+    python tasks/classify.py --mode probe --train $SENTEVAL/SST/binary --train-size 20,50,100,500,all \\
+        --eval sst2_dev=$SENTEVAL/SST/binary@dev,cad_dev=$CAD/new/dev.tsv --augment none,counterfactual --repeats 3
+    # end to end: encoder + linear head (AdamW, warmup, mixed precision, checkpoints, exact --resume)
+    accelerate launch tasks/classify.py --mode finetune --train ... --augment counterfactual --steps 500
+
+``--augment counterfactual`` runs the ``counterfactual`` negative (``--counterfactual`` spec) over a seeded
+``--augment-ratio`` share of the training originals and adds only the ones it could flip, with flipped
+labels; ``--augment human:<file>`` adds given counterfactuals (a CAD paired file matches each chosen
+original to its partner, so few-label subsets get exactly their own counterfactuals); ``--cf-filter probe``
+keeps only automatic counterfactuals that a probe trained on the originals scores as flipped.
+``--train-size`` totals are class-balanced subsets drawn per seed (``all``: every example).
+Writes ``results.json`` and ``results.md`` (one row per train size x augmentation, mean +- sd over seeds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import nda
+from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactual_pairs, load_labeled_texts,
+                                   subset_per_class)
+from nda.run import Run, RunConfig, parse_config
+from nda.run.config import check_choice, check_non_negative, check_positive
+from nda.run.run import make_accelerator, write_json
+
+
+@dataclass
+class ClassifyConfig(RunConfig):
+    """Train a text classifier on a sentence encoder, optionally with counterfactual augmentation."""
+
+    mode: str = field(default="probe", metadata={"help": "probe (frozen encoder + logistic regression) | finetune"})
+    train: str | None = field(default=None, metadata={"help": "training set: .tsv/.csv, SentEval folder, hf:<name>"})
+    train_split: str = field(default="train", metadata={"help": "split of --train where the source has several"})
+    eval: list[str] = field(default_factory=list, metadata={"help": "name=source[@split],... evaluation sets"})
+    label_map: str = field(default="sentiment", metadata={"help": "sentiment | nli (label integers the counterfactual flips)"})
+    model: str = field(default="default", metadata={"help": "sentence encoder: default (all-MiniLM-L6-v2), folder, hub name, tiny-random"})
+    max_length: int = field(default=256, metadata={"help": "tokens per text (reviews are long)"})
+    augment: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "none | counterfactual | human:<file>; probe mode takes a comma list to compare"})
+    augment_ratio: float = field(default=1.0, metadata={"help": "share of training originals given an automatic counterfactual"})
+    counterfactual: str = field(default="counterfactual", metadata={"help": "nda.build spec of the label-flipping negative"})
+    cf_filter: str = field(default="none", metadata={"help": "none | probe: keep counterfactuals a probe on originals scores as flipped"})
+    train_size: list[str] = field(default_factory=lambda: ["all"], metadata={"help": "class-balanced totals, e.g. 50,100,all"})
+    repeats: int = field(default=1, metadata={"help": "probe mode: seeds --seed .. --seed + repeats - 1"})
+    probe_c: float | None = field(default=None, metadata={"help": "probe: inverse L2 strength (default: 5-fold CV on train)"})
+    batch_size: int = field(default=16, metadata={"help": "finetune: texts per process per micro-batch"})
+    lr: float = field(default=3e-5, metadata={"help": "finetune: peak AdamW learning rate"})
+    weight_decay: float = 0.01
+    warmup_steps: int = field(default=0, metadata={"help": "finetune: linear warmup, then linear decay to 0"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "finetune: gradient clipping (0: off)"})
+    eval_every: int = field(default=0, metadata={"help": "finetune: evaluate every N steps (0: at the end)"})
+    eval_batch_size: int = 64
+    cache_dir: str | None = field(default=None, metadata={"help": "embedding cache (default $NDA_CACHE or ~/.cache/nda)"})
+    out_dir: str = "runs/classify"
+    steps: int = 300
+
+    resume_may_change = RunConfig.resume_may_change - {"steps"} | {"eval", "eval_every", "eval_batch_size", "cache_dir"}
+
+
+def validate(cfg: ClassifyConfig) -> ClassifyConfig:
+    cfg.check_run_fields()
+    check_choice(cfg, "mode", ("probe", "finetune"))
+    check_choice(cfg, "label_map", tuple(LABEL_NAMES))
+    check_choice(cfg, "cf_filter", ("none", "probe"))
+    check_positive(cfg, "max_length", "repeats", "batch_size", "eval_batch_size")
+    check_non_negative(cfg, "weight_decay", "warmup_steps", "max_grad_norm", "eval_every", "lr")
+    if cfg.train is None:
+        raise ValueError("--train is required (a .tsv/.csv file, a SentEval folder or hf:<name>)")
+    if not 0.0 < cfg.augment_ratio <= 1.0:
+        raise ValueError(f"--augment-ratio must be in (0, 1], got {cfg.augment_ratio}")
+    for aug in cfg.augment:
+        if aug not in ("none", "counterfactual") and not aug.startswith("human:"):
+            raise ValueError(f"--augment must be none, counterfactual or human:<file>, got {aug!r}")
+    for size in cfg.train_size:
+        if size != "all" and not (size.isdigit() and int(size) > 0):
+            raise ValueError(f"--train-size must be positive ints or 'all', got {size!r}")
+    if cfg.mode == "finetune" and (len(cfg.augment) > 1 or len(cfg.train_size) > 1 or cfg.repeats > 1):
+        raise ValueError("--mode finetune trains one model: give one --augment, one --train-size and --repeats 1 "
+                         "(loop over them in a script, one --out-dir each)")
+    if cfg.probe_c is not None and not cfg.probe_c > 0:
+        raise ValueError(f"--probe-c must be > 0, got {cfg.probe_c}")
+    parse_eval_specs(cfg.eval)
+    return cfg
+
+
+def parse_eval_specs(specs: list[str]) -> dict[str, tuple[str, str | None]]:
+    """``["dev=path@dev", "cad=file.tsv"]`` -> ``{"dev": ("path", "dev"), "cad": ("file.tsv", None)}``."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise ValueError(f"--eval entries must look like name=source[@split], got {spec!r}")
+        if name in out:
+            raise ValueError(f"--eval names must be unique, {name!r} is given twice")
+        src, at, split = source.rpartition("@")
+        out[name] = (src, split) if at and "/" not in split else (source, None)
+    return out
+
+
+def build_counterfactual(spec: str):
+    """The label-flipping negative of ``--counterfactual``: text, and declared to flip labels."""
+    try:
+        negative = nda.build(spec)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"--counterfactual {spec!r} is not a valid negative spec: {err}") from err
+    parts = nda.leaves(negative)
+    if negative is None or any(getattr(p, "modality", "") != "text" for p in parts):
+        raise ValueError(f"--counterfactual {spec!r} must be a text negative")
+    if not all(getattr(p, "flips_labels", False) for p in parts):
+        raise ValueError(f"--counterfactual {spec!r} must flip labels (e.g. 'counterfactual'); "
+                         f"{[getattr(p, 'name', p) for p in parts if not getattr(p, 'flips_labels', False)]} do not")
+    return negative
+
+
+# ----------------------------------------------------------------------------------------- augmentation
+def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: ClassifyConfig, negative, seed: int) -> LabeledTexts:
+    """The extra (counterfactual) examples ``how`` adds for the chosen training originals."""
+    empty = LabeledTexts([], [], how, cfg.label_map)
+    if how == "none":
+        return empty
+    if how == "counterfactual":
+        g = torch.Generator().manual_seed(seed)
+        count = max(1, round(cfg.augment_ratio * len(chosen)))
+        pick = sorted(torch.randperm(len(chosen), generator=g)[:count].tolist())
+        texts = [train.texts[chosen[i]] for i in pick]
+        out = negative(texts, labels=[train.labels[chosen[i]] for i in pick], label_map=cfg.label_map, generator=g)
+        keep = [i for i, ok in enumerate(out.flipped) if ok]
+        return LabeledTexts([out.texts[i] for i in keep], [int(out.labels[i]) for i in keep], "counterfactual",
+                            cfg.label_map, {"attempted": len(texts), "flipped": len(keep)})
+    path = Path(how.split(":", 1)[1])
+    try:
+        partners = load_counterfactual_pairs(path, cfg.label_map)
+    except ValueError:
+        partners = None
+    if partners is None:  # an unpaired file: all of it, which only matches "all" originals
+        if len(chosen) != len(train):
+            raise ValueError(f"--augment {how}: matching human counterfactuals to a --train-size subset needs a paired "
+                             "file with a batch_id column (CAD's combined/paired/*.tsv)")
+        return load_labeled_texts(path, label_map=cfg.label_map)
+    texts, labels, missing = [], [], 0
+    for i in chosen:
+        found = partners.get(train.texts[i], [])
+        missing += not found
+        texts += [t for t, _ in found]
+        labels += [y for _, y in found]
+    return LabeledTexts(texts, labels, f"human:{path.name}", cfg.label_map,
+                        {"originals_without_partner": missing})
+
+
+# ------------------------------------------------------------------------------------------------ probe
+class EmbeddingCache:
+    """Embeddings of text lists under a model identity, computed once and kept as ``.npy`` files."""
+
+    def __init__(self, cfg: ClassifyConfig) -> None:
+        from nda.metrics.sentence_encoders import load_sentence_model
+
+        self.model = load_sentence_model(cfg.model, max_length=cfg.max_length)
+        root = Path(cfg.cache_dir) if cfg.cache_dir else _default_cache()
+        self.dir = root / "embeddings" / hashlib.sha256(self.model.identity.encode()).hexdigest()[:16]
+        self.batch_size = cfg.eval_batch_size
+
+    def __call__(self, texts: list[str]):
+        import numpy as np
+
+        key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:24]
+        path = self.dir / f"{key}.npy"
+        if path.is_file():
+            return np.load(path)
+        from tqdm.auto import tqdm
+
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding
+        parts = [self.model.encode([texts[i] for i in order[s:s + self.batch_size]])
+                 for s in tqdm(range(0, len(texts), self.batch_size), desc="encode", leave=False)]
+        emb = torch.empty(len(texts), parts[0].shape[1]) if parts else torch.empty(0, 0)
+        if parts:
+            emb[torch.tensor(order)] = torch.cat(parts)
+        arr = emb.numpy()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, arr)
+        tmp.replace(path)
+        return arr
+
+
+def _default_cache() -> Path:
+    import os
+
+    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
+
+
+def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, LabeledTexts], negative) -> list[dict]:
+    import numpy as np
+
+    from nda.metrics.probe import logistic_probe
+
+    embed = EmbeddingCache(cfg)
+    train_x = embed(train.texts)
+    eval_xy = {name: (embed(ev.texts), np.asarray(ev.labels)) for name, ev in evals.items()}
+    rows = []
+    for size in cfg.train_size:
+        for r in range(cfg.repeats):
+            seed = cfg.seed + r
+            chosen = list(range(len(train))) if size == "all" else subset_per_class(train, int(size), seed)
+            base_x, base_y = train_x[chosen], np.asarray([train.labels[i] for i in chosen])
+            for how in cfg.augment:
+                added = augmentation(how, train, chosen, cfg, negative, seed)
+                if how == "counterfactual" and cfg.cf_filter == "probe" and len(added):
+                    added = probe_filter(added, embed, base_x, base_y, cfg, seed)
+                x, y = base_x, base_y
+                if len(added):
+                    x = np.concatenate([base_x, embed(added.texts)])
+                    y = np.concatenate([base_y, np.asarray(added.labels)])
+                res = logistic_probe(x, y, eval_xy, C=cfg.probe_c, seed=seed)
+                rows.append({"train_size": size, "seed": seed, "augment": how, "n_original": len(chosen),
+                             "n_added": len(added), "C": res.C, **added.meta,
+                             **{f"acc_{k}": 100 * v for k, v in res.accuracy.items()}})
+                print(f"size {size} seed {seed} {how}: " + "  ".join(f"{k} {100 * v:.2f}" for k, v in res.accuracy.items()))
+    return rows
+
+
+def probe_filter(added: LabeledTexts, embed, base_x, base_y, cfg: ClassifyConfig, seed: int) -> LabeledTexts:
+    """Keep the counterfactuals that a probe trained on the originals assigns their flipped label."""
+    from nda.metrics.probe import logistic_probe
+
+    res = logistic_probe(base_x, base_y, {}, C=cfg.probe_c, seed=seed)
+    pred = res.model.predict(embed(added.texts))
+    keep = [i for i, p in enumerate(pred) if int(p) == added.labels[i]]
+    meta = {**added.meta, "kept_by_filter": len(keep)}
+    return LabeledTexts([added.texts[i] for i in keep], [added.labels[i] for i in keep], added.name,
+                        added.label_map, meta)
+
+
+# --------------------------------------------------------------------------------------------- finetune
+def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], negative) -> list[dict]:
+    from nda.models.sentence import SentenceEncoder
+    from nda.models.text_classifier import TextClassifier
+
+    acc = run.acc
+    size = cfg.train_size[0]
+    chosen = list(range(len(train))) if size == "all" else subset_per_class(train, int(size), cfg.seed)
+    added = augmentation(cfg.augment[0], train, chosen, cfg, negative, cfg.seed)
+    if cfg.cf_filter == "probe" and len(added):
+        import numpy as np
+
+        embed = EmbeddingCache(cfg)
+        added = probe_filter(added, embed, embed(train.texts)[chosen],
+                             np.asarray([train.labels[i] for i in chosen]), cfg, cfg.seed)
+    texts = [train.texts[i] for i in chosen] + added.texts
+    labels = torch.tensor([train.labels[i] for i in chosen] + added.labels)
+    acc.print(f"train: {len(chosen)} originals + {len(added)} {cfg.augment[0]} = {len(texts)} examples")
+
+    torch.manual_seed(cfg.seed)  # head init: identical on every process
+    model = TextClassifier(SentenceEncoder.from_pretrained(cfg.model, max_length=cfg.max_length), train.num_classes)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, opt = acc.prepare(model, opt)
+    run.restore(model=model, optimizer=opt)
+    core = acc.unwrap_model(model)
+
+    def evaluate() -> dict[str, float]:
+        if not run.is_main:
+            return {}
+        out = {f"acc_{name}": 100 * float((core.predict(ev.texts, cfg.eval_batch_size) == torch.tensor(ev.labels)).float().mean())
+               for name, ev in evals.items()}
+        model.train()
+        return out
+
+    for step in run.loop():
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        for micro in range(cfg.grad_accum):
+            idx = run.batch_indices(step * cfg.grad_accum + micro, len(texts), cfg.batch_size)
+            features = core.tokenize([texts[i] for i in idx.tolist()], device=run.device)
+            with run.accumulate(model, micro):
+                logits = model(**features)
+                loss = torch.nn.functional.cross_entropy(logits.float(), labels[idx].to(run.device))
+                acc.backward(loss / cfg.grad_accum)
+        if cfg.max_grad_norm:
+            acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if run.log_due:
+            run.log({"loss": loss.detach(), "train_acc": (logits.argmax(1) == labels[idx].to(run.device)).float().mean(),
+                     "lr": opt.param_groups[0]["lr"]})
+        if run.every(cfg.eval_every) and run.step + 1 < cfg.steps:
+            scores = evaluate()
+            if run.is_main:
+                run.tracker.log(scores, run.step + 1)
+            acc.wait_for_everyone()
+    scores = evaluate()
+    if run.is_main:
+        run.tracker.log(scores, run.step)
+        core.save_pretrained(run.out_dir / "model")
+    return [{"train_size": size, "seed": cfg.seed, "augment": cfg.augment[0], "n_original": len(chosen),
+             "n_added": len(added), "steps": run.step, **added.meta, **scores}]
+
+
+def lr_at(step: int, cfg: ClassifyConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then linear decay to 0 at ``steps``: a pure function of the step."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup_steps))
+
+
+# ---------------------------------------------------------------------------------------------- report
+def summarise(rows: list[dict], eval_names: list[str]) -> list[dict]:
+    """Mean and sd over seeds per (train size, augmentation)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["train_size"], r["augment"]), []).append(r)
+    out = []
+    for (size, how), rs in groups.items():
+        row = {"train_size": size, "augment": how, "seeds": len(rs),
+               "n_original": statistics.mean(r["n_original"] for r in rs), "n_added": statistics.mean(r["n_added"] for r in rs)}
+        for name in eval_names:
+            vals = [r[f"acc_{name}"] for r in rs if f"acc_{name}" in r]
+            if vals:
+                row[f"acc_{name}"] = statistics.mean(vals)
+                row[f"sd_{name}"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def markdown(summary: list[dict], eval_names: list[str], title: str) -> str:
+    head = ["train size", "augment", "seeds", "originals", "added"] + [f"{n} acc" for n in eval_names]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary:
+        cells = [r["train_size"], r["augment"], str(r["seeds"]), f"{r['n_original']:.0f}", f"{r['n_added']:.0f}"]
+        cells += [f"{r[f'acc_{n}']:.2f} ± {r[f'sd_{n}']:.2f}" if f"acc_{n}" in r else "-" for n in eval_names]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = validate(parse_config(ClassifyConfig, argv))
+    negative = build_counterfactual(cfg.counterfactual) if "counterfactual" in cfg.augment else None
+    train = load_labeled_texts(cfg.train, cfg.train_split, cfg.label_map)
+    evals = {name: load_labeled_texts(src, split, cfg.label_map) for name, (src, split) in parse_eval_specs(cfg.eval).items()}
+    for how in cfg.augment:
+        if how.startswith("human:") and not Path(how.split(":", 1)[1]).is_file():
+            raise FileNotFoundError(f"--augment {how}: file not found")
+    acc = make_accelerator(cfg)
+    with Run(cfg, acc, job="classify") as run:
+        acc.print(f"train: {train.name} ({len(train)}: {train.counts()}); eval: "
+                  + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
+        if cfg.mode == "probe":
+            run.restore()
+            rows = run_probe(cfg, train, evals, negative) if run.is_main else []
+        else:
+            rows = run_finetune(cfg, run, train, evals, negative)
+        names = list(evals)
+        summary = summarise(rows, names) if run.is_main else []
+        title = f"{cfg.mode}: {cfg.model} on {train.name}"
+        if run.is_main:
+            table = markdown(summary, names, title)
+            (run.out_dir / "results.md").write_text(table)
+            print(table)
+        return run.finish({"task": "classify", "mode": cfg.mode, "train": train.name, "eval": {k: v.name for k, v in evals.items()},
+                           "summary": summary, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
