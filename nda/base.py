@@ -1,19 +1,27 @@
-"""The one protocol every negative follows, and a small base class that implements the shared parts.
+"""The one protocol every negative follows, a small base class that implements the shared parts, and the one
+result type of text negatives.
 
 ``neg = generator(batch, generator=torch.Generator().manual_seed(0))``
 
 - images: ``(B, C, H, W)`` tensor, uint8 or float -> same shape, dtype and device;
-- text: ``list[str] -> list[str]``; token level: a mapping with ``input_ids`` / ``attention_mask`` -> same keys.
+- text: ``list[str] -> list[str]`` (a :class:`NegativeResult`, which *is* that list); token level: a mapping
+  with ``input_ids`` / ``attention_mask`` -> same keys.
+
+Label flipping is a declared contract, not a class check: a negative whose ``flips_labels`` is True accepts
+``labels=`` (and ``label_map=``) and says per sample whether it flipped (``NegativeResult.flipped``);
+:class:`~nda.compose.RandomChoice` / :class:`~nda.compose.Compose` forward labels to such members and keep
+the per-sample flags, so integrations read ``.flipped`` / ``.valid`` and never ask which class made a text.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["NegativeGenerator", "Negative"]
+__all__ = ["NegativeGenerator", "Negative", "NegativeResult", "as_result", "apply_text"]
 
 
 @runtime_checkable
@@ -23,17 +31,129 @@ class NegativeGenerator(Protocol):
     def __call__(self, batch: Any, *, generator: torch.Generator | None = None) -> Any: ...
 
 
+class NegativeResult(list):
+    """Negative texts plus what a consumer needs to use them; the object *is* the ``list[str]`` of texts.
+
+    Attributes:
+        flipped: one bool per sample, always present: True iff a label-flipping negative changed the sample's
+            meaning and with it its label. All False for negatives that do not flip labels.
+        valid: one bool per sample: True iff the text is usable as a negative -- it differs from its source and,
+            where a label-flipping negative was applied, that negative did flip it. A False sample's text is
+            usually its source text, returned unchanged (mask it out, do not train on it as a negative).
+        labels: the labels after the edit (flipped where ``flipped``, the given label elsewhere) when labels
+            were given, else ``None``; a tensor when they came as a tensor.
+
+    >>> r = NegativeResult(["Bad movie!", "Hmm."], flipped=[True, False], valid=[True, False], labels=[0, 1])
+    >>> r.texts, r.flipped, r.valid, r.labels, r.flip_rate
+    (['Bad movie!', 'Hmm.'], [True, False], [True, False], [0, 1], 0.5)
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        *,
+        flipped: Sequence[bool] | None = None,
+        valid: Sequence[bool] | None = None,
+        labels: Any = None,
+    ) -> None:
+        super().__init__(texts)
+        n = len(self)
+        self.flipped: list[bool] = [False] * n if flipped is None else [bool(f) for f in flipped]
+        self.valid: list[bool] = [True] * n if valid is None else [bool(v) for v in valid]
+        if len(self.flipped) != n or len(self.valid) != n:
+            raise ValueError(f"flipped and valid need one flag per text ({n}), got {len(self.flipped)} and {len(self.valid)}")
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"labels need one entry per text ({n}), got {len(labels)}")
+        self.labels = labels
+
+    @property
+    def texts(self) -> list[str]:
+        """The texts as a plain list."""
+        return list(self)
+
+    @property
+    def flip_rate(self) -> float:
+        """Share of the samples whose label flipped."""
+        return sum(self.flipped) / len(self.flipped) if self.flipped else 0.0
+
+    def __repr__(self) -> str:
+        return f"NegativeResult({list(self)!r}, flipped={self.flipped!r}, valid={self.valid!r}, labels={self.labels!r})"
+
+    def __reduce__(self):  # keep the flags through pickling (datasets.map with num_proc, multiprocessing)
+        return (_rebuild_result, (list(self), self.flipped, self.valid, self.labels))
+
+
+def _rebuild_result(texts: list[str], flipped: list[bool], valid: list[bool], labels: Any) -> NegativeResult:
+    return NegativeResult(texts, flipped=flipped, valid=valid, labels=labels)
+
+
+def as_result(sources: Sequence[str], output: Any, *, flips_labels: bool = False, labels: Any = None) -> NegativeResult:
+    """``output`` (texts made from ``sources`` by any text negative) as a :class:`NegativeResult`.
+
+    A :class:`NegativeResult` passes through (its ``labels`` filled with ``labels`` if it had none). Anything
+    else is a plain list from a negative that knows no flags: ``valid`` is "differs from its source", ``flipped``
+    is all False -- unless the object carries its own ``flipped`` list (older label-flipping negatives), which
+    then also masks ``valid`` and, if ``flips_labels``, is kept as ``flipped``.
+    """
+    if isinstance(output, NegativeResult):
+        if output.labels is None and labels is not None:
+            output.labels = labels
+        return output
+    if isinstance(output, (str, bytes)) or not isinstance(output, Sequence):
+        raise TypeError(f"a text negative must return a list of strings, got {type(output).__name__}")
+    texts = list(output)
+    if len(texts) != len(sources):
+        raise ValueError(f"a text negative returned {len(texts)} texts for {len(sources)} inputs")
+    valid = [t != s for t, s in zip(texts, sources)]
+    own = getattr(output, "flipped", None)
+    flipped = None
+    if own is not None:
+        own = [bool(f) for f in own]
+        valid = [v and f for v, f in zip(valid, own)]
+        flipped = own if flips_labels else None
+    return NegativeResult(texts, flipped=flipped, valid=valid, labels=getattr(output, "labels", None) if labels is None else labels)
+
+
+def apply_text(
+    negative: Any,
+    texts: list[str],
+    *,
+    generator: torch.Generator | None = None,
+    labels: Any = None,
+    label_map: Any = None,
+) -> NegativeResult:
+    """Run a text negative on ``texts`` and return a :class:`NegativeResult`.
+
+    ``labels`` (and ``label_map`` when given) reach the negative only if it declares ``flips_labels``; for any
+    other negative the result's ``labels`` are the given labels, unchanged (a shuffled review is not a review
+    of the other class).
+    """
+    if getattr(negative, "flips_labels", False):
+        kwargs: dict[str, Any] = {}
+        if labels is not None:
+            kwargs["labels"] = labels
+        if label_map is not None:
+            kwargs["label_map"] = label_map
+        return as_result(texts, negative(texts, generator=generator, **kwargs), flips_labels=True, labels=labels)
+    return as_result(texts, negative(texts, generator=generator), labels=labels)
+
+
 class Negative:
     """Base class of the built-in negatives.
 
-    Subclasses set ``name`` (their registry name), ``modality`` (``"image"`` or ``"text"``) and ``pairwise``
-    (True when each sample is combined with another sample of the batch), and implement ``__call__``.
+    Subclasses set ``name`` (their registry name), ``modality`` (``"image"`` or ``"text"``), ``pairwise``
+    (True when each sample is combined with another sample of the batch), ``flips_labels`` (True when the
+    negative changes the meaning so that the label flips: it then accepts ``labels=`` and returns a
+    :class:`NegativeResult` with per-sample ``flipped``), ``stochastic`` (False when the output does not depend
+    on ``generator``, so k copies would be identical), and implement ``__call__``.
     The repr shows the constructor arguments so a config round-trips through ``nda.build``.
     """
 
     name: ClassVar[str] = ""
     modality: ClassVar[str] = ""
     pairwise: ClassVar[bool] = False
+    flips_labels: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = True
 
     def __call__(self, batch: Any, *, generator: torch.Generator | None = None) -> Any:  # pragma: no cover
         raise NotImplementedError

@@ -4,17 +4,27 @@
     python -m nda preview --nda jigsaw stitch cutout --out grid.png          # bundled photos, offline
     python -m nda preview --images DIR --nda jigsaw --nda "cutout>rotate" --n 8 --size 64 --out grid.png
     python -m nda preview --texts reviews.tsv --labels-column --label-map sentiment --nda counterfactual
+    python -m nda preview --cad-pairs ../shared/data/text/cad/sentiment/combined/paired --n 5   # auto vs human
 
 Why: a negative that is too easy (a flat black square) or not negative at all (a 2 px shift) silently
 ruins an NDA run; one glance at a grid of real images and their negatives catches both.
 The image grid has the originals in the first row and one row per ``--nda`` spec (any ``nda.build``
-spec: ``"jigsaw:grid=3"``, ``"jigsaw|stitch"``, ``"cutout>rotate"``).
+spec: ``"jigsaw:grid=3"``, ``"jigsaw|stitch"``, ``"cutout>rotate"``). ``--cad-pairs`` reads the paired files of
+Counterfactually-Augmented Data (Kaushik et al., 2020: ``Sentiment<TAB>Text<TAB>batch_id``, the original review
+first in each batch, then its human counterfactual) and shows, per review, the automatic counterfactual's edits
+next to the human ones.
+
+``--out`` is checked before any work: an existing folder, a missing parent folder, a parent that cannot be
+written or an extension that does not match the output (images: .png/.jpg/...; texts: .md/.markdown/.txt) is
+a clear error (exit status 2), never a traceback after the negatives ran.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import csv
+import difflib
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -24,10 +34,12 @@ from typing import Any
 import torch
 
 import nda
+from nda.base import apply_text
 
 __all__ = ["main", "build_parser", "load_image_folder", "sample_photo_crops", "image_grid"]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+TEXT_OUT_EXTENSIONS = frozenset({".md", ".markdown", ".txt"})
 
 
 class CLIError(Exception):
@@ -122,6 +134,7 @@ def image_grid(rows: Sequence[torch.Tensor], labels: Sequence[str] | None = None
 
 
 def _preview_images(args: argparse.Namespace) -> int:
+    out = _check_out(args.out or "nda_preview.png", IMAGE_EXTENSIONS, "an image grid")
     specs = args.nda or nda.available("image")
     try:
         device = torch.device(args.device)
@@ -146,9 +159,10 @@ def _preview_images(args: argparse.Namespace) -> int:
         except ValueError as err:
             raise CLIError(f"--nda {spec!r} failed on {x.shape[0]} images of {args.size}x{args.size}: {err}") from err
     picture = image_grid(rows, None if args.no_labels else ["original", *specs])
-    out = Path(args.out or "nda_preview.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    picture.save(out)
+    try:
+        picture.save(out)
+    except OSError as err:
+        raise CLIError(f"--out {str(out)!r}: cannot write the image: {err}") from err
     print(f"wrote {out} ({picture.width}x{picture.height} px): {len(rows)} rows x {x.shape[0]} images from {source}")
     for r, name in enumerate(["original", *specs]):
         print(f"  row {r}: {name}")
@@ -157,12 +171,9 @@ def _preview_images(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- text
 def _read_texts(path: str, labels_column: bool, n: int | None) -> tuple[list[str], list[Any] | None]:
-    file = Path(path)
-    if not file.is_file():
-        raise CLIError(f"--texts: file {path!r} does not exist")
     texts: list[str] = []
     labels: list[Any] = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(_read_utf8(path, "--texts").splitlines(), start=1):
         if not line.strip():
             continue
         if labels_column:
@@ -181,28 +192,71 @@ def _read_texts(path: str, labels_column: bool, n: int | None) -> tuple[list[str
     return texts, (labels if labels_column else None)
 
 
+def _read_utf8(path: str, flag: str) -> str:
+    """The text of ``path``, or a :class:`CLIError` saying what is wrong with it (missing, a folder, not UTF-8)."""
+    file = Path(path)
+    if not file.exists():
+        raise CLIError(f"{flag}: file {path!r} does not exist")
+    if not file.is_file():
+        raise CLIError(f"{flag}: {path!r} is not a file")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = file.read_bytes()[: err.start].count(b"\n") + 1
+        raise CLIError(
+            f"{flag}: {path!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}, line {line}); "
+            f"convert it first, e.g. iconv -f latin1 -t utf-8 {path} > {file.stem}.utf8{file.suffix}"
+        ) from None
+    except OSError as err:
+        raise CLIError(f"{flag}: cannot read {path!r}: {err.strerror or err}") from None
+
+
+def _check_out(path: str | os.PathLike, extensions: frozenset[str], what: str) -> Path:
+    """``--out`` as a path that can be written, checked before any work is done."""
+    out = Path(path)
+    if out.is_dir():
+        example = out / ("preview.png" if ".png" in extensions else "preview.md")
+        raise CLIError(f"--out {str(out)!r} is a folder; give a file name, e.g. {str(example)!r}")
+    if out.suffix.lower() not in extensions:
+        raise CLIError(f"--out {str(out)!r}: {what} is written as {', '.join(sorted(extensions))}; got {out.suffix or 'no extension'!r}")
+    parent = out.parent
+    if not parent.exists():
+        raise CLIError(f"--out {str(out)!r}: folder {str(parent)!r} does not exist; create it first (mkdir -p {parent})")
+    if not parent.is_dir():
+        raise CLIError(f"--out {str(out)!r}: {str(parent)!r} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise CLIError(f"--out {str(out)!r}: no permission to write there")
+    return out
+
+
+def _write_text(out: Path, report: str) -> None:
+    try:
+        out.write_text(report + "\n", encoding="utf-8")
+    except OSError as err:
+        raise CLIError(f"--out {str(out)!r}: cannot write: {err.strerror or err}") from err
+    print(f"wrote {out}")
+
+
 def _cell(value: Any, width: int) -> str:
     text = str(value).replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _preview_texts(args: argparse.Namespace) -> int:
+    texts, labels = _read_texts(args.texts, args.labels_column, args.n)  # the input first: the more basic error
+    out = _check_out(args.out, TEXT_OUT_EXTENSIONS, "a text preview") if args.out else None
     specs = args.nda or nda.available("text")
-    texts, labels = _read_texts(args.texts, args.labels_column, args.n)
     lines: list[str] = []
     for spec in specs:
         negative = _build(spec, "text")
         generator = torch.Generator().manual_seed(args.seed)
-        accepts_labels = "labels" in inspect.signature(negative.__call__).parameters
+        flips = bool(getattr(negative, "flips_labels", False))
         try:
-            if labels is not None and accepts_labels:
-                result = negative(texts, labels=labels, label_map=args.label_map, generator=generator)
-            else:
-                result = negative(texts, generator=generator)
+            result = apply_text(negative, texts, generator=generator, labels=labels, label_map=args.label_map)
         except ValueError as err:
             raise CLIError(f"--nda {spec!r} failed: {err}") from err
-        new_labels = getattr(result, "labels", None)
-        flipped = getattr(result, "flipped", None)
+        new_labels = result.labels if flips and labels is not None else None
+        flipped = result.flipped if flips else None
         header = ["#", "original", "negative"]
         if labels is not None:
             header.append("label")
@@ -222,14 +276,130 @@ def _preview_texts(args: argparse.Namespace) -> int:
             lines.append("| " + " | ".join(row) + " |")
         if flipped is not None:
             lines.append(f"\nflipped {sum(map(bool, flipped))}/{len(texts)}")
+        if not all(result.valid):
+            lines.append(f"\nusable as negatives (changed{', flipped' if flips else ''}) {sum(result.valid)}/{len(texts)}")
         lines.append("")
     report = "\n".join(lines)
     print(report)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n", encoding="utf-8")
-        print(f"wrote {out}")
+    if out is not None:
+        _write_text(out, report)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- CAD pairs
+def _cad_file(path: str) -> Path:
+    """A CAD paired TSV: the file itself, or in a folder its ``dev_paired.tsv`` (else the first ``*_paired.tsv``)."""
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"--cad-pairs: {path!r} does not exist")
+    if p.is_file():
+        return p
+    found = sorted(p.glob("*_paired.tsv"))
+    if not found:
+        raise CLIError(f"--cad-pairs: no *_paired.tsv file in folder {path!r} (CAD: sentiment/combined/paired)")
+    return next((f for f in found if f.name == "dev_paired.tsv"), found[0])
+
+
+def read_cad_pairs(path: str) -> list[tuple[str, str, str, str]]:
+    """``(batch_id, label, original, human counterfactual)`` from a CAD paired TSV (``Sentiment``, ``Text``,
+    ``batch_id`` columns; the original first in each batch). Batches without exactly two rows are skipped."""
+    file = _cad_file(path)
+    text = _read_utf8(str(file), "--cad-pairs")
+    csv.field_size_limit(sys.maxsize)
+    rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
+    missing = {"Sentiment", "Text", "batch_id"} - set(rows[0] if rows else {})
+    if missing:
+        raise CLIError(f"--cad-pairs {str(file)!r}: expected the columns Sentiment, Text, batch_id; missing {sorted(missing)}")
+    groups: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault(row["batch_id"], []).append(row)
+    pairs = [(b, g[0]["Sentiment"], g[0]["Text"], g[1]["Text"]) for b, g in groups.items() if len(g) == 2]
+    if not pairs:
+        raise CLIError(f"--cad-pairs {str(file)!r}: no batch with exactly two rows (original, counterfactual)")
+    return pairs
+
+
+def word_edits(before: str, after: str, context: int = 3) -> tuple[str, int, set[int]]:
+    """A compact word diff: ``"… how {bad -> good} this movie …"``, the number of changed words, and the
+    positions of the changed words of ``before`` (to compare two edits of the same text)."""
+    from nda.text._words import split_words
+
+    a, b = split_words(before)[1::2], split_words(after)[1::2]
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    shown: set[int] = set()
+    changed, positions = 0, set()
+    for tag, i1, i2, j1, j2 in ops:
+        if tag != "equal":
+            changed += max(i2 - i1, j2 - j1)
+            positions.update(range(i1, max(i2, i1 + 1)))
+            shown.update(range(i1 - context, i2 + context))
+    parts: list[str] = []
+    gap = False
+    for tag, i1, i2, j1, j2 in ops:
+        if tag != "equal":
+            parts += ["…"] if gap else []
+            parts.append("{" + " ".join(a[i1:i2]) + " -> " + " ".join(b[j1:j2]) + "}")
+            gap = False
+            continue
+        for i in range(i1, i2):
+            if i in shown:
+                parts += ["…"] if gap else []
+                parts.append(a[i])
+                gap = False
+            else:
+                gap = True
+    if gap and parts:
+        parts.append("…")
+    return (" ".join(parts) if parts else "(no edit)"), changed, positions
+
+
+def _preview_cad(args: argparse.Namespace) -> int:
+    out = _check_out(args.out, TEXT_OUT_EXTENSIONS, "a text preview") if args.out else None
+    specs = args.nda or ["counterfactual"]
+    negatives = [(spec, _build(spec, "text")) for spec in specs]
+    pairs = read_cad_pairs(args.cad_pairs)
+    if len(pairs) > args.n:
+        pairs = sorted(random.Random(args.seed).sample(pairs, args.n), key=lambda p: pairs.index(p))
+    originals, labels = [p[2] for p in pairs], [p[1] for p in pairs]
+    results = []
+    for spec, negative in negatives:
+        try:
+            results.append(apply_text(negative, originals, generator=torch.Generator().manual_seed(args.seed),
+                                      labels=labels, label_map=args.label_map))
+        except ValueError as err:
+            raise CLIError(f"--nda {spec!r} failed: {err}") from err
+    lines = [f"# {len(pairs)} CAD reviews: human counterfactual vs automatic ({', '.join(specs)})", "",
+             "Edits as `{original words -> new words}` with 3 words of context.", ""]
+    stats = {spec: [0, 0, 0, 0] for spec in specs}  # flipped, words changed, shared positions, human positions
+    human_words = 0
+    for i, (batch_id, label, original, human) in enumerate(pairs):
+        h_diff, h_n, h_pos = word_edits(original, human)
+        human_words += h_n
+        lines += [f"## {i + 1}. batch {batch_id} ({label})", "", f"**original**: {original}", "",
+                  f"- **human** ({h_n} words): {h_diff}"]
+        for (spec, negative), res in zip(negatives, results):
+            flips = bool(getattr(negative, "flips_labels", False))
+            if res.valid[i]:
+                a_diff, a_n, a_pos = word_edits(original, res[i])
+                new_label = f" -> {res.labels[i]}" if flips and res.labels is not None else ""
+                lines.append(f"- **{spec}** ({a_n} words{new_label}): {a_diff}")
+                st = stats[spec]
+                st[0] += bool(res.flipped[i]) if flips else 1
+                st[1] += a_n
+                st[2] += len(a_pos & h_pos)
+                st[3] += len(h_pos)
+            else:
+                lines.append(f"- **{spec}**: no counterfactual (no rule applies; not flipped)")
+        lines.append("")
+    lines += ["| edits | flipped | words changed (mean) | human-edited words also edited |", "|---|---:|---:|---:|",
+              f"| human (CAD) | {len(pairs)}/{len(pairs)} | {human_words / len(pairs):.1f} | 100% |"]
+    for spec, st in stats.items():
+        share = f"{st[2] / st[3]:.0%}" if st[3] else "-"
+        lines.append(f"| {spec} | {st[0]}/{len(pairs)} | {st[1] / max(st[0], 1):.1f} | {share} |")
+    report = "\n".join(lines)
+    print(report)
+    if out is not None:
+        _write_text(out, report)
     return 0
 
 
@@ -293,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = preview.add_mutually_exclusive_group()
     source.add_argument("--images", metavar="DIR", help="folder of images, searched recursively")
     source.add_argument("--texts", metavar="FILE", help="text file, one text per line (or label<TAB>text lines)")
+    source.add_argument(
+        "--cad-pairs", metavar="PATH",
+        help="CAD paired TSV (or its folder, e.g. cad/sentiment/combined/paired): show the automatic counterfactual "
+        "of --n reviews next to the human one (default --nda counterfactual)",
+    )
     preview.add_argument(
         "--nda", nargs="+", action="extend", metavar="SPEC",
         help="negative specs (nda.build syntax), repeatable: --nda jigsaw stitch --nda 'cutout>rotate'; "
@@ -301,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--n", type=_positive_int, default=8, help="number of images / text lines (default 8)")
     preview.add_argument("--size", type=_positive_int, default=64, help="image side in pixels after resizing (default 64)")
     preview.add_argument("--seed", type=int, default=0, help="seed of the image pick and of the negatives (default 0)")
-    preview.add_argument("--out", help="output PNG (images; default nda_preview.png) or markdown file (texts; optional)")
+    preview.add_argument("--out", help="output image (images: .png/.jpg/...; default nda_preview.png) or markdown file (texts: .md/.txt; optional); "
+        "its folder must exist")
     preview.add_argument("--device", default="cpu", help="device to run image negatives on (default cpu)")
     preview.add_argument("--no-labels", action="store_true", help="no row-label margin in the image grid")
     preview.add_argument("--labels-column", action="store_true", help="text lines are 'label<TAB>text'")
@@ -310,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="label map for label-flipping negatives: sentiment, nli, nli_symmetric (default sentiment)",
     )
     preview.add_argument("--max-chars", type=_positive_int, default=70, help="truncate table cells (default 70)")
-    preview.set_defaults(func=lambda a: _preview_texts(a) if a.texts else _preview_images(a))
+    preview.set_defaults(func=lambda a: _preview_cad(a) if a.cad_pairs else _preview_texts(a) if a.texts else _preview_images(a))
     return parser
 
 

@@ -1,28 +1,52 @@
 """Composition of negatives: apply several in sequence, or pick one at random per sample.
 
 Both work for every batch kind of the protocol (image tensors, lists of strings, token mappings), so a
-task never needs to know which modality it is composing.
+task never needs to know which modality it is composing. On lists of strings both return one
+:class:`~nda.base.NegativeResult` and keep the label-flipping contract of their members: ``labels=`` (and
+``label_map=``) reach the members that declare ``flips_labels``, and ``flipped`` / ``valid`` / ``labels`` are
+kept per sample, whichever member made the sample.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
-from nda.base import Negative
+from nda.base import Negative, NegativeResult, apply_text
 from nda.sampling import categorical, check_generator
 
 __all__ = ["Compose", "RandomChoice", "ChoiceResult", "leaves"]
 
+ChoiceResult = NegativeResult  # the one text result type (this name is kept for code written against it)
 
-class ChoiceResult(list):
-    """Texts from a per-sample :class:`RandomChoice`; ``flipped[i]`` is False where the chosen negative was a
-    label-flipping one that could not flip sample ``i`` (its text is then the original: mask it out), and
-    True otherwise. Keeps the counterfactual contract through composition."""
 
-    flipped: list[bool]
+def _is_text_list(batch: Any) -> bool:
+    return isinstance(batch, Sequence) and not isinstance(batch, (str, bytes, torch.Tensor))
+
+
+def _label_list(labels: Any, n: int) -> tuple[list[Any], torch.Tensor | None]:
+    """``labels`` as a list of ``n`` entries, and the tensor they came as (to give the same kind back)."""
+    if isinstance(labels, torch.Tensor):
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(f"labels must be a 1-D tensor with one label per text ({n}), got shape {tuple(labels.shape)}")
+        return labels.tolist(), labels
+    if hasattr(labels, "tolist") and not isinstance(labels, (str, bytes)):
+        labels = labels.tolist()
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence) or len(labels) != n:
+        raise ValueError(f"labels must be a list with one label per text ({n}), got {labels!r:.80}")
+    return list(labels), None
+
+
+def _same_kind(values: list[Any], like: torch.Tensor | None) -> Any:
+    return torch.tensor(values, dtype=like.dtype, device=like.device) if like is not None else values
+
+
+def _no_labels_for(batch: Any, labels: Any) -> None:
+    if labels is not None:
+        raise TypeError(f"labels= needs a list of strings (label-flipping text negatives), got a {type(batch).__name__} batch")
 
 
 def _check_items(items: Sequence[Any], what: str) -> list[Any]:
@@ -49,6 +73,10 @@ class _Group(Negative):
     def pairwise(self) -> bool:  # type: ignore[override]
         return any(getattr(n, "pairwise", False) for n in self.negatives)
 
+    @property
+    def flips_labels(self) -> bool:  # type: ignore[override]
+        return any(getattr(n, "flips_labels", False) for n in self.negatives)
+
 
 def leaves(negative: Any) -> list[Any]:
     """The leaf negatives of a (nested) :class:`Compose` / :class:`RandomChoice`, in order; ``[]`` for ``None``.
@@ -70,11 +98,37 @@ class Compose(_Group):
     def __init__(self, negatives: Sequence[Any]) -> None:
         self.negatives = _check_items(negatives, "Compose")
 
-    def __call__(self, batch: Any, *, generator: torch.Generator | None = None) -> Any:
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return any(getattr(n, "stochastic", True) for n in self.negatives)
+
+    def __call__(
+        self, batch: Any, *, labels: Any = None, label_map: Any = None, generator: torch.Generator | None = None
+    ) -> Any:
         check_generator(generator)
+        if not _is_text_list(batch):
+            _no_labels_for(batch, labels)
+            for negative in self.negatives:
+                batch = negative(batch, generator=generator)
+            return batch
+        return self._texts(list(batch), labels, label_map, generator)
+
+    def _texts(self, texts: list[Any], labels: Any, label_map: Any, generator: torch.Generator | None) -> NegativeResult:
+        """Apply the members in turn. The labels follow the label-flipping members; ``flipped`` is True where an
+        odd number of them flipped the sample; ``valid`` needs every label-flipping member to have made a valid
+        negative *and* the final text to differ from the input (a failed flip that a later shuffle hides is
+        still a failed counterfactual)."""
+        n = len(texts)
+        current, current_labels = texts, labels
+        flipped, kept = [False] * n, [True] * n
         for negative in self.negatives:
-            batch = negative(batch, generator=generator)
-        return batch
+            result = apply_text(negative, current, generator=generator, labels=current_labels, label_map=label_map)
+            if getattr(negative, "flips_labels", False):
+                flipped = [a != b for a, b in zip(flipped, result.flipped)]
+                kept = [a and b for a, b in zip(kept, result.valid)]
+            current, current_labels = list(result), result.labels if labels is not None else None
+        valid = [k and new != old for k, new, old in zip(kept, current, texts)]
+        return NegativeResult(current, flipped=flipped, valid=valid, labels=current_labels)
 
     def config(self) -> dict[str, Any]:
         return {"compose": [_config(n) for n in self.negatives]}
@@ -97,27 +151,48 @@ class RandomChoice(_Group):
         self.negatives = _check_items(negatives, "RandomChoice")
         if weights is None:
             weights = [1.0] * len(self.negatives)
-        weights = [float(w) for w in weights]
-        if len(weights) != len(self.negatives) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        if isinstance(weights, (str, bytes, Mapping)):
+            raise TypeError(f"weights must be a list of numbers, got {type(weights).__name__}")
+        try:
+            weights = [float(w) for w in weights]  # a list, tuple, tensor or array
+        except (TypeError, ValueError):
+            raise TypeError(f"weights must be a list of numbers, got {list(weights)!r}") from None
+        if (
+            len(weights) != len(self.negatives)
+            or not all(math.isfinite(w) and w >= 0 for w in weights)
+            or sum(weights) <= 0
+        ):
             raise ValueError(
-                f"weights must be {len(self.negatives)} non-negative numbers with a positive sum, got {weights}"
+                f"weights must be {len(self.negatives)} finite non-negative numbers with a positive sum, got {weights}"
             )
         if per not in ("sample", "batch"):
             raise ValueError(f"per must be 'sample' or 'batch', got {per!r}")
         self.weights = weights
         self.per = per
 
-    def __call__(self, batch: Any, *, generator: torch.Generator | None = None) -> Any:
+    @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        live = [n for n, w in zip(self.negatives, self.weights) if w > 0]
+        return len(live) > 1 or any(getattr(n, "stochastic", True) for n in live)
+
+    def __call__(
+        self, batch: Any, *, labels: Any = None, label_map: Any = None, generator: torch.Generator | None = None
+    ) -> Any:
         check_generator(generator)
+        text = _is_text_list(batch)
+        if not text:
+            _no_labels_for(batch, labels)
         if self.per == "batch":
             idx = int(categorical(torch.tensor(self.weights), 1, generator=generator, device=_gen_device(generator))[0])
+            if text:
+                return apply_text(self.negatives[idx], list(batch), generator=generator, labels=labels, label_map=label_map)
             return self.negatives[idx](batch, generator=generator)
         if isinstance(batch, torch.Tensor):
             return self._per_sample_tensor(batch, generator)
         if isinstance(batch, Mapping):
             return self._per_sample_mapping(batch, generator)
-        if isinstance(batch, Sequence) and not isinstance(batch, (str, bytes)):
-            return self._per_sample_list(list(batch), generator)
+        if text:
+            return self._per_sample_list(list(batch), labels, label_map, generator)
         raise TypeError(f"batch must be a tensor, a list of strings or a token mapping, got {type(batch).__name__}")
 
     def _choices(self, n: int, device: torch.device | str, generator: torch.Generator | None) -> torch.Tensor:
@@ -136,23 +211,28 @@ class RandomChoice(_Group):
             out = neg if out is None else torch.where(mask, neg, out)
         return out
 
-    def _per_sample_list(self, texts: list[Any], generator: torch.Generator | None) -> list[Any]:
-        choice = self._choices(len(texts), "cpu", generator).tolist()
-        out = ChoiceResult(texts)
-        flipped: list[bool] = [True] * len(texts)
+    def _per_sample_list(
+        self, texts: list[Any], labels: Any, label_map: Any, generator: torch.Generator | None
+    ) -> NegativeResult:
+        n = len(texts)
+        choice = self._choices(n, "cpu", generator).tolist()
+        label_list, like = _label_list(labels, n) if labels is not None else (None, None)
+        out, flipped, valid = list(texts), [False] * n, [True] * n
+        new_labels = list(label_list) if label_list is not None else None
         for k, negative in enumerate(self.negatives):
             if self.weights[k] == 0:
                 continue
             # Pairwise text negatives need partners from the full batch: run on all, keep the chosen.
-            neg = negative(texts, generator=generator)
-            neg_flipped = getattr(neg, "flipped", None)
+            res = apply_text(negative, texts, generator=generator, labels=labels, label_map=label_map)
+            res_labels = _label_list(res.labels, n)[0] if new_labels is not None else None
             for i, c in enumerate(choice):
                 if c == k:
-                    out[i] = neg[i]
-                    if neg_flipped is not None:
-                        flipped[i] = bool(neg_flipped[i])
-        out.flipped = flipped
-        return out
+                    out[i], flipped[i], valid[i] = res[i], res.flipped[i], res.valid[i]
+                    if new_labels is not None:
+                        new_labels[i] = res_labels[i]
+        return NegativeResult(
+            out, flipped=flipped, valid=valid, labels=_same_kind(new_labels, like) if new_labels is not None else None
+        )
 
     def _per_sample_mapping(self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | None) -> dict:
         ids = batch["input_ids"]
@@ -175,7 +255,7 @@ class RandomChoice(_Group):
         return result
 
     def config(self) -> dict[str, Any]:
-        return {"choice": [_config(n) for n in self.negatives], "weights": self.weights}
+        return {"choice": [_config(n) for n in self.negatives], "weights": list(self.weights), "per": self.per}
 
     def __repr__(self) -> str:
         return f"RandomChoice({self.negatives!r}, weights={self.weights!r}, per={self.per!r})"

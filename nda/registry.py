@@ -8,7 +8,8 @@ Spec forms accepted by :func:`build`:
 - a registry name with optional arguments: ``"jigsaw"``, ``"jigsaw:grid=3"``, ``"cutout:min_size=8,max_size=12"``;
 - random choice per sample: ``"jigsaw|stitch"``, with weights ``"jigsaw@0.7|stitch@0.3"``;
 - composition (applied left to right): ``"cutout>rotate"``;
-- a dict: ``{"name": "stitch", ...kwargs}``, ``{"choice": [specs], "weights": [...]}``, ``{"compose": [specs]}``;
+- a dict: ``{"name": "stitch", ...kwargs}``, ``{"choice": [specs], "weights": [...], "per": "sample"|"batch"}``,
+  ``{"compose": [specs]}`` (what ``neg.config()`` returns, so configs round-trip);
 - a list of specs (random choice), or of ``(spec, weight)`` pairs;
 - an existing generator (returned as is); ``None``/``"none"`` -> ``None`` (no NDA).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -112,13 +114,35 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         if not part.strip():
             continue
         key, eq, value = part.partition("=")
-        if not eq or not key.strip():
+        key = key.strip()
+        if not eq or not key:
             raise ValueError(f"bad argument {part!r} in spec {spec!r}: expected key=value")
-        kwargs[key.strip()] = _parse_value(value.strip())
+        if key in kwargs:
+            raise ValueError(f"argument {key!r} given twice in spec {spec!r}; give each argument once")
+        kwargs[key] = _parse_value(value.strip())
+        _check_finite(kwargs[key], key, spec)
     return name.strip(), kwargs
 
 
+_NON_FINITE_WORDS = {"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan", "+nan", "-nan"}
+
+
+def _check_finite(value: Any, key: str, where: Any) -> None:
+    """No negative takes an infinite or NaN number: say so here, naming the argument, instead of letting it fail
+    late or silently (``"cutout:max_size=inf"``, ``{"name": "mixup", "alpha": float("inf")}``)."""
+    bad = (isinstance(value, float) and not math.isfinite(value)) or (
+        isinstance(value, str) and value.strip().lower() in _NON_FINITE_WORDS
+    )
+    if bad:
+        raise ValueError(f"argument {key}={value!r} in {where!r} must be a finite number")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check_finite(item, key, where)
+
+
 def _build_one(name: str, kwargs: Mapping[str, Any]) -> Any:
+    for key, value in kwargs.items():
+        _check_finite(value, key, name)
     cls = get(name)
     try:
         return cls(**kwargs)
@@ -156,8 +180,12 @@ def build(spec: Any, **overrides: Any) -> Any:
     if isinstance(spec, Mapping):
         spec = dict(spec)
         if "choice" in spec:
-            return RandomChoice([build(s, **overrides) for s in spec["choice"]], weights=spec.get("weights"))
+            _check_keys(spec, {"choice", "weights", "per"})
+            return RandomChoice(
+                [build(s, **overrides) for s in spec["choice"]], weights=spec.get("weights"), per=spec.get("per", "sample")
+            )
         if "compose" in spec:
+            _check_keys(spec, {"compose"})
             return Compose([build(s, **overrides) for s in spec["compose"]])
         if "name" not in spec:
             raise ValueError(f"a dict spec needs a 'name' (or 'choice'/'compose') key, got keys {sorted(spec)}")
@@ -180,12 +208,21 @@ def build(spec: Any, **overrides: Any) -> Any:
     raise TypeError(f"spec must be a string, dict, list, callable or None, got {type(spec).__name__}")
 
 
+def _check_keys(spec: Mapping[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise ValueError(f"unknown key(s) {extra} in spec {dict(spec)!r}; allowed: {sorted(allowed)}")
+
+
 def _parse_weight(text: str, part: str) -> float:
     """The ``0.7`` of ``"jigsaw@0.7"``, or an error that names the spec part (not Python's float() message)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(f"bad weight {text!r} in spec part {part!r}: expected name@number, e.g. 'jigsaw@0.7'") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"bad weight {text!r} in spec part {part!r}: weights must be finite numbers >= 0")
+    return value
 
 
 def _accepted(name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -147,7 +147,8 @@ def main() -> None:
         for x in rows:
             sents = [t for t in _SENTENCE.split(x["Text"])[0::2] if t.strip()]
             if sents:
-                sent_shares.append(sum(cf._edit_sentence(t) is not None for t in sents) / len(sents))
+                edit_sentence = cf.sentence_editor()
+                sent_shares.append(sum(edit_sentence(t) is not None for t in sents) / len(sents))
         flip[f"imdb_orig_{split}"]["sentences_edited_share"] = sum(sent_shares) / max(len(sent_shares), 1)
         one = Counterfactual("sentiment", max_edits=1)([x["Text"] for x in rows], labels=[x["Sentiment"] for x in rows])
         flip[f"imdb_orig_{split}"]["flip_rate_max_edits_1"] = one.flip_rate

@@ -38,6 +38,7 @@ def image_dir(tmp_path):
 
 
 def test_preview_images_grid_size_and_rows(image_dir, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
     out = tmp_path / "out" / "grid.png"
     code = main(["preview", "--images", str(image_dir), "--nda", "jigsaw", "stitch", "--nda", "cutout>rotate",
                  "--n", "4", "--size", str(SIZE), "--out", str(out), "--no-labels"])
@@ -162,3 +163,111 @@ def test_bad_arguments_exit_via_argparse():
         main(["preview", "--n", "0"])
     with pytest.raises(SystemExit):
         main([])
+
+
+# ------------------------------------------------------------------------------------------- bad --out / --texts
+@pytest.mark.parametrize(
+    "mode, out, message",
+    [
+        ("texts", "{tmp}", "is a folder"),
+        ("images", "{tmp}", "is a folder"),
+        ("texts", "{tmp}/table.png", "written as"),
+        ("images", "{tmp}/grid.md", "written as"),
+        ("images", "{tmp}/grid", "no extension"),
+        ("texts", "{tmp}/missing/table.md", "does not exist; create it first"),
+        ("images", "{tmp}/missing/grid.png", "does not exist; create it first"),
+        ("texts", "{tmp}/afile.txt/table.md", "is not a folder"),
+    ],
+)
+def test_bad_out_is_a_clear_error_before_any_work(image_dir, tmp_path, capsys, mode, out, message):
+    """Regression (issue 9): --out as a folder / with a bad extension / under a missing or non-folder parent
+    gave a traceback after the negatives ran (or silently created folders)."""
+    (tmp_path / "afile.txt").write_text("x")
+    texts = tmp_path / "t.txt"
+    texts.write_text("the quick brown fox\n")
+    source = ["--texts", str(texts), "--nda", "token_shuffle"] if mode == "texts" else ["--images", str(image_dir), "--nda", "jigsaw"]
+    assert main(["preview", *source, "--out", out.format(tmp=tmp_path), "--size", str(SIZE)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "Traceback" not in captured.err
+    assert "###" not in captured.out  # validated before the negatives ran
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    texts = tmp_path / "t.txt"
+    texts.write_text("the quick brown fox\n")
+    import nda.cli
+
+    monkeypatch.setattr(nda.cli.os, "access", lambda *a, **k: False)  # as root, chmod alone would not stop us
+    assert main(["preview", "--texts", str(texts), "--nda", "token_shuffle", "--out", str(tmp_path / "t.md")]) == 2
+    assert "no permission" in capsys.readouterr().err
+    monkeypatch.undo()
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(nda.cli.Path, "write_text", refuse)
+    assert main(["preview", "--texts", str(texts), "--nda", "token_shuffle", "--out", str(tmp_path / "t.md")]) == 2
+    assert "cannot write: Permission denied" in capsys.readouterr().err
+
+
+def test_non_utf8_texts_is_a_clear_error(tmp_path, capsys):
+    """Regression (issue 9): a Latin-1 --texts file raised UnicodeDecodeError with a traceback."""
+    texts = tmp_path / "latin1.txt"
+    texts.write_bytes("a good film\nun caf\xe9 tr\xe8s bon\n".encode("latin-1"))
+    assert main(["preview", "--texts", str(texts), "--nda", "token_shuffle"]) == 2
+    err = capsys.readouterr().err
+    assert "not UTF-8" in err and "line 2" in err and "iconv" in err
+    assert main(["preview", "--texts", str(tmp_path), "--nda", "token_shuffle"]) == 2
+    assert "is not a file" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- CAD pairs
+CAD = [
+    ("Negative", "The acting is terrible and the plot is boring. I hated it.", "1"),
+    ("Positive", "The acting is great and the plot is exciting. I loved it.", "1"),
+    ("Positive", "A wonderful film. Highly recommended, 9/10.", "2"),
+    ("Negative", "A dreadful film. Not recommended, 2/10.", "2"),
+    ("Negative", "Hmm.", "3"),
+    ("Positive", "Wow.", "3"),
+    ("Negative", "an orphan row", "4"),
+]
+
+
+def _write_cad(path):
+    path.write_text("Sentiment\tText\tbatch_id\n" + "".join(f"{a}\t{b}\t{c}\n" for a, b, c in CAD), encoding="utf-8")
+
+
+def test_preview_cad_pairs_shows_automatic_next_to_human(tmp_path, capsys):
+    folder = tmp_path / "paired"
+    folder.mkdir()
+    _write_cad(folder / "dev_paired.tsv")
+    out = tmp_path / "cad.md"
+    assert main(["preview", "--cad-pairs", str(folder), "--n", "10", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "batch 1 (Negative)" in printed and "batch 2 (Positive)" in printed and "batch 4" not in printed
+    edits = "The acting is {terrible -> great} and the plot is {boring -> exciting} I {hated -> loved} it"
+    assert f"**human** (3 words): {edits}" in printed
+    assert f"**counterfactual** (3 words -> Positive): {edits}" in printed
+    assert "**counterfactual**: no counterfactual" in printed  # "Hmm." cannot be flipped: said, not faked
+    assert "| counterfactual | 2/3 |" in printed
+    assert out.read_text().startswith("# 3 CAD reviews")
+    # the file form, an explicit spec, and the old strategy side by side
+    assert main(["preview", "--cad-pairs", str(folder / "dev_paired.tsv"), "--n", "2", "--seed", "1",
+                 "--nda", "counterfactual:strategy=rules", "counterfactual"]) == 0
+    printed = capsys.readouterr().out
+    assert "# 2 CAD reviews" in printed and "**counterfactual:strategy=rules**" in printed
+
+
+def test_preview_cad_pairs_errors(tmp_path, capsys):
+    assert main(["preview", "--cad-pairs", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["preview", "--cad-pairs", str(tmp_path)]) == 2
+    assert "no *_paired.tsv" in capsys.readouterr().err
+    bad = tmp_path / "x_paired.tsv"
+    bad.write_text("label\ttext\nNegative\tbad\n")
+    assert main(["preview", "--cad-pairs", str(bad)]) == 2
+    assert "batch_id" in capsys.readouterr().err
+    _write_cad(bad)
+    assert main(["preview", "--cad-pairs", str(bad), "--nda", "jigsaw"]) == 2
+    assert "image negative" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import torch
 
 import nda
 from nda import registry, sampling
+from nda.base import NegativeResult, apply_text, as_result
 from nda.compose import Compose, RandomChoice
 from nda.registry import parse_spec
 
@@ -306,35 +307,121 @@ def test_composition_errors():
         RandomChoice([AddConstant()])(3)
 
 
+class FlipEven(nda.Negative):
+    """Flips even-indexed texts only (a stand-in for a counterfactual that cannot flip some samples)."""
+
+    name, modality, flips_labels, stochastic = "flip_even", "text", True, False
+
+    def __call__(self, batch, *, labels=None, label_map=None, generator=None):
+        flipped = [i % 2 == 0 for i in range(len(batch))]
+        texts = [t.upper() if f else t for t, f in zip(batch, flipped)]
+        new = None if labels is None else [1 - lab if f else lab for lab, f in zip(labels, flipped)]
+        return NegativeResult(texts, flipped=flipped, valid=flipped, labels=new)
+
+
+class Suffix(nda.Negative):
+    name, modality = "suffix", "text"
+
+    def __call__(self, batch, *, generator=None):
+        return [t + "!" for t in batch]
+
+
 def test_random_choice_keeps_per_sample_flipped_flags_of_label_flipping_negatives():
-    class Result(list):
-        flipped: list[bool]
+    texts = [f"t{i}" for i in range(40)]
+    labels = [i % 3 % 2 for i in range(40)]
+    choice = RandomChoice([FlipEven(), Suffix()])
+    assert choice.flips_labels and choice.stochastic
+    out = choice(texts, labels=labels, generator=g(0))
+    assert isinstance(out, NegativeResult) and len(out.flipped) == len(out.valid) == len(out.labels) == 40
+    for i, (o, f, v, lab) in enumerate(zip(out, out.flipped, out.valid, out.labels)):
+        if o.endswith("!"):  # the non-flipping negative: a usable negative, label unchanged
+            assert v and not f and lab == labels[i]
+        else:
+            assert f == v == (i % 2 == 0) and (o == texts[i]) == (not f)
+            assert lab == (1 - labels[i] if f else labels[i])
+    assert not all(out.flipped) and any(o.endswith("!") for o in out)
+    # labels as a tensor come back as a tensor
+    t = choice(texts, labels=torch.tensor(labels), generator=g(0))
+    assert isinstance(t.labels, torch.Tensor) and t.labels.tolist() == out.labels
 
-    class FlipEven(nda.Negative):
-        """Flips even-indexed texts only (a stand-in for a counterfactual that cannot flip some samples)."""
 
-        name, modality = "flip_even", "text"
+def test_compose_keeps_the_flip_contract_of_its_members():
+    """Regression (issue 9 item 5): a composite lost the counterfactual's flags, so an unflipped sample that a
+    later member changed looked like a usable label-flipped negative."""
+    texts = ["a", "b", "c", "d"]
+    out = Compose([FlipEven(), Suffix()])(texts, labels=[1, 1, 0, 0], generator=g(0))
+    assert list(out) == ["A!", "b!", "C!", "d!"]
+    assert out.flipped == [True, False, True, False]
+    assert out.valid == [True, False, True, False]  # "b!" differs from "b", but its counterfactual did not flip
+    assert out.labels == [0, 1, 1, 0]
+    assert Compose([Suffix(), Suffix()])(texts, generator=g(0)).valid == [True] * 4
+    twice = Compose([FlipEven(), FlipEven()])(texts, labels=[1, 1, 0, 0])
+    assert twice.flipped == [False] * 4 and twice.labels == [1, 1, 0, 0]  # flipped twice: back to the original label
+    assert not Compose([Suffix()]).flips_labels and Compose([Suffix(), FlipEven()]).flips_labels
+    assert not Compose([FlipEven()]).stochastic and not RandomChoice([FlipEven()]).stochastic
+    with pytest.raises(TypeError, match="labels"):
+        Compose([AddConstant()])(torch.zeros(2, 3), labels=[0, 1])
+
+
+def test_plain_list_results_are_normalised_with_a_validity_mask():
+    class Legacy(nda.Negative):  # an older negative: a list with its own ``flipped`` list, no declared contract
+        name, modality = "legacy", "text"
 
         def __call__(self, batch, *, generator=None):
-            out = Result(t.upper() if i % 2 == 0 else t for i, t in enumerate(batch))
-            out.flipped = [i % 2 == 0 for i in range(len(batch))]
+            out = type("R", (list,), {})(t if i else t + "?" for i, t in enumerate(batch))
+            out.flipped = [True, False, True]
             return out
 
-    class Suffix(nda.Negative):
-        name, modality = "suffix", "text"
+    r = as_result(["x", "y", "z"], Legacy()(["x", "y", "z"]))
+    assert r.valid == [True, False, False] and r.flipped == [False] * 3  # equal to the source -> not usable
+    assert apply_text(Suffix(), ["x"], labels=[3]).labels == [3]
+    with pytest.raises(ValueError, match="one flag per text"):
+        NegativeResult(["a"], flipped=[True, False])
+    import pickle  # datasets.map(num_proc=...) pickles results: the flags must survive
 
-        def __call__(self, batch, *, generator=None):
-            return [t + "!" for t in batch]
+    back = pickle.loads(pickle.dumps(NegativeResult(["a", "b"], flipped=[True, False], valid=[True, False], labels=[0, 1])))
+    assert (back.texts, back.flipped, back.valid, back.labels) == (["a", "b"], [True, False], [True, False], [0, 1])
 
-    texts = [f"t{i}" for i in range(40)]
-    out = RandomChoice([FlipEven(), Suffix()])(texts, generator=g(0))
-    assert len(out.flipped) == 40
-    for i, (o, f) in enumerate(zip(out, out.flipped)):
-        if o.endswith("!"):
-            assert f  # the non-flipping negative always produces a usable negative
-        else:
-            assert f == (i % 2 == 0) and (o == texts[i]) == (not f)
-    assert not all(out.flipped) and any(o.endswith("!") for o in out)
+
+def test_random_choice_rejects_non_finite_weights():
+    """Regression (issue 9 item 6): "jigsaw@inf|stitch@1" was accepted and always picked stitch."""
+    for weights in ([math.inf, 1.0], [math.nan, 1.0], [1.0, -math.inf]):
+        with pytest.raises(ValueError, match="finite"):
+            RandomChoice([AddConstant(), AddConstant(2.0)], weights=weights)
+    for spec in ("jigsaw@inf|stitch@1", "jigsaw@nan|stitch", "jigsaw@1e999|stitch"):
+        with pytest.raises(ValueError, match="finite"):
+            nda.build(spec)
+    with pytest.raises(ValueError, match="finite"):
+        nda.build([("jigsaw", math.inf), ("stitch", 1.0)])
+    with pytest.raises(TypeError, match="numbers"):
+        RandomChoice([AddConstant()], weights=["heavy"])
+
+
+def test_spec_arguments_given_twice_or_non_finite_are_errors():
+    """Regression (issue 9 item 6): "jigsaw:grid=2,grid=3" silently kept the last value; non-finite numbers
+    reached the constructors."""
+    with pytest.raises(ValueError, match="'grid' given twice"):
+        parse_spec("jigsaw:grid=2,grid=3")
+    with pytest.raises(ValueError, match="grid"):
+        nda.build("jigsaw:grid=2, grid=3")
+    for spec in ("cutout:max_size=inf", "mixup:alpha=nan", "mixup:alpha=1e999", "rotate:angles=(90,inf)"):
+        with pytest.raises(ValueError, match="finite"):
+            nda.build(spec)
+    with pytest.raises(ValueError, match="alpha"):
+        nda.build({"name": "mixup", "alpha": float("inf")})
+    with pytest.raises(ValueError, match="unknown key"):
+        nda.build({"choice": ["jigsaw", "stitch"], "wieghts": [1, 2]})
+
+
+def test_random_choice_per_batch_config_round_trips():
+    """Regression (issue 9): RandomChoice(per="batch").config() lost ``per``, so nda.build gave a per-sample choice."""
+    neg = RandomChoice([AddConstant(), AddConstant(2.0)], weights=[1.0, 3.0], per="batch")
+    again = nda.build(neg.config())
+    assert isinstance(again, RandomChoice) and again.per == "batch" and again.weights == [1.0, 3.0]
+    assert again.config() == neg.config()
+    x = torch.zeros(6, 1)
+    assert torch.equal(again(x, generator=g(5)), neg(x, generator=g(5)))
+    assert nda.build(RandomChoice([AddConstant()]).config()).per == "sample"
 
 
 def test_group_modality_is_shared_or_mixed():

@@ -63,14 +63,40 @@ def test_map_pairwise_stitch(ds):
 
 
 def test_map_counterfactual_columns(ds):
-    out = ds.map(add_negatives(Counterfactual("sentiment")), batched=True)
-    assert out.column_names == ["text", "label", "negative", "negative_label", "negative_flipped"]
+    out = ds.map(add_negatives(Counterfactual("sentiment", strategy="rules")), batched=True)
+    assert out.column_names == ["text", "label", "negative", "negative_label", "negative_flipped", "negative_valid"]
+    assert out["negative_valid"] == out["negative_flipped"]  # alone, a counterfactual is usable iff it flipped
     by_text = {t: (n, lab, f) for t, n, lab, f in zip(out["text"], out["negative"], out["negative_label"], out["negative_flipped"])}
     assert by_text["good movie !"] == ("bad movie !", 0, True)
     assert by_text["the movie is not bad"] == ("the movie is bad", 1, True)
     assert by_text["the cat sat on the mat"] == ("the cat sat on the mat", 1, False)
     with pytest.raises(ValueError, match="k=1"):
         add_negatives("counterfactual", k=2)
+
+
+def test_map_composite_with_counterfactual_keeps_the_flip_contract():
+    """Regression (issue 9 item 5): "counterfactual|token_shuffle" returned unchanged originals as negatives
+    ("Hmm." -> "Hmm.") with no ``_flipped`` column, because the flip was detected by class."""
+    from datasets import Dataset
+
+    texts = ["Hmm.", "Good movie!", "It was not funny.", "the cat sat on the mat", "Bad acting.", "Wow."] * 4
+    labels = [1, 1, 0, 1, 0, 0] * 4
+    out = Dataset.from_dict({"text": texts, "label": labels}).map(
+        add_negatives("counterfactual|token_shuffle", k=2, seed=3), batched=True, with_indices=True
+    )
+    for c in ("negative_1", "negative_2"):
+        assert {f"{c}_label", f"{c}_flipped", f"{c}_valid"} <= set(out.column_names)
+        for text, lab, neg, new_lab, flipped, valid in zip(
+            out["text"], out["label"], out[c], out[f"{c}_label"], out[f"{c}_flipped"], out[f"{c}_valid"]
+        ):
+            if neg == text:
+                assert not valid and not flipped  # "Hmm." / "Wow.": nothing could change them
+            assert new_lab == (1 - lab if flipped else lab)
+            if flipped:
+                assert valid
+    assert any(out["negative_1_flipped"]) and not all(out["negative_1_flipped"])
+    hmm = [v for t, v in zip(out["text"], out["negative_1_valid"]) if t == "Hmm."]
+    assert hmm and not any(hmm)
 
 
 def test_map_errors(ds):
@@ -119,12 +145,39 @@ def test_collator_span_stitch_and_pretokenised_features(tok):
 
 def test_collator_string_level_counterfactual(tok):
     features = [{"text": t, "label": lab} for t, lab in zip(TEXTS, [1, 0, 1, 0, 1, 0])]
-    batch = NegativeDataCollator(tok, Counterfactual("sentiment"))(features)
+    batch = NegativeDataCollator(tok, Counterfactual("sentiment", strategy="rules"))(features)
     assert batch["negative_flipped"].tolist() == [False, False, True, True, False, True]
     assert batch["negative_labels"].tolist() == [1, 0, 0, 1, 1, 1]
     decoded = tok.batch_decode(batch["negative_input_ids"], skip_special_tokens=True)
     assert decoded[2].replace(" ", "") == "badmovie!" and decoded[3] == "the movie is bad" and decoded[5] == "good dog"
     assert torch.equal(batch["negative_attention_mask"].bool(), batch["negative_input_ids"] != tok.pad_token_id)
+
+
+def test_collator_composite_counterfactual_reads_flipped_and_valid(tok):
+    """Regression (issue 9 item 5): the collator checked ``isinstance(neg, Counterfactual)``, so a composite spec
+    lost ``negative_flipped`` and its unflippable rows (original text) looked like real negatives."""
+    texts = ["was", "good movie !", "the movie is not bad", "the cat sat on the mat"] * 3
+    features = [{"text": t, "label": i % 2} for i, t in enumerate(texts)]
+    batch = NegativeDataCollator(tok, "counterfactual|token_shuffle", k=2, seed=0)(features)
+    n = len(texts) * 2
+    assert batch["negative_flipped"].shape == (n,) and batch["negative_valid"].shape == (n,)
+    assert batch["negative_labels"].shape == (n,)
+    decoded = tok.batch_decode(batch["negative_input_ids"], skip_special_tokens=True)
+    for row in range(n):
+        src = texts[row // 2]
+        same = decoded[row].replace(" ", "") == src.replace(" ", "")
+        assert bool(batch["negative_valid"][row]) == (not same)
+        label = row // 2 % 2
+        assert int(batch["negative_labels"][row]) == (1 - label if batch["negative_flipped"][row] else label)
+    assert not batch["negative_valid"].view(-1, 2)[0].any()  # "was": neither rule can change one word
+    assert batch["negative_flipped"].any()
+
+
+def test_collator_token_level_marks_unchanged_rows_invalid(tok):
+    batch = NegativeDataCollator(tok, "token_shuffle", k=2, seed=0)([{"text": t} for t in TEXTS])
+    valid = batch["negative_valid"].view(len(TEXTS), 2)
+    assert valid.dtype == torch.bool
+    assert not valid[TEXTS.index("was")].any() and valid[TEXTS.index("the cat sat on the mat")].all()
 
 
 def test_collator_string_level_shuffle_and_errors(tok):

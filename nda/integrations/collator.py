@@ -11,8 +11,14 @@ row ``b * k + r`` is the ``r``-th negative of sample ``b``, so ``encoder(...).vi
 
 Level: ``level="auto"`` makes token-level negatives (token_shuffle, span_stitch) on the padded ids, a
 batched tensor op on the batch's own tokens; any other negative (counterfactual, composed specs) is applied
-to the strings, then tokenised. Counterfactuals add ``negative_flipped`` (bool ``(B*k,)``; rows where no rule
-applied hold the *original* text: mask them out) and ``negative_labels`` when the features carry labels.
+to the strings, then tokenised. Both go through :mod:`nda.text.negatives` (the helpers the sentence model and
+the sentence-transformers loss use).
+
+``negative_valid`` (bool ``(B*k,)``, same layout) is False for rows that are not usable negatives: equal to
+their anchor (a one-word sentence cannot be shuffled) or a counterfactual that could not flip (its text is
+the original). Label-flipping negatives (``flips_labels``: ``counterfactual`` alone or inside
+``"counterfactual|token_shuffle"``) also add ``negative_flipped`` (bool ``(B*k,)``) and, when the features
+carry labels, ``negative_labels`` (the labels after the edit).
 """
 
 from __future__ import annotations
@@ -56,7 +62,6 @@ class NegativeDataCollator:
     ) -> None:
         from nda.registry import build
         from nda.text._words import TokenBatchMixin, supports_token_level
-        from nda.text.counterfactual import Counterfactual
 
         if tokenizer is None or not callable(tokenizer):
             raise TypeError("tokenizer must be a Hugging Face tokenizer")
@@ -88,7 +93,7 @@ class NegativeDataCollator:
         self.base_collator = base_collator
         self.max_length = max_length
         self.label_column = label_column
-        self._is_cf = isinstance(neg, Counterfactual)
+        self._flips = bool(getattr(neg, "flips_labels", False))
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def _tokenize(self, texts: list[str], padding: bool) -> Any:
@@ -110,9 +115,12 @@ class NegativeDataCollator:
             enc = self._tokenize(texts, padding=False)
             rest = [{**r, **{key: enc[key][i] for key in enc.keys()}} for i, r in enumerate(rest)]
         batch = dict(self.base_collator(rest))
+        from nda.text.negatives import text_negatives, token_negatives
+
+        b, k = len(texts), self.k
         if self.level == "token":
             tok_batch = {key: batch[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in batch}
-            outs = [self.negative(tok_batch, generator=self.generator) for _ in range(self.k)]
+            outs, valid = token_negatives(tok_batch, self.negative, k, generator=self.generator)
             width = max(o["input_ids"].shape[1] for o in outs)
             pad_id = self.tokenizer.pad_token_id or 0
             left = getattr(self.tokenizer, "padding_side", "right") == "left"  # keep the batch's padding layout
@@ -123,35 +131,29 @@ class NegativeDataCollator:
                 ]
                 # (k, B, L) -> (B, k, L) -> (B*k, L): sample-major
                 batch[f"negative_{key}"] = torch.stack(padded, dim=1).reshape(-1, width)
+            batch["negative_valid"] = valid.reshape(-1)
             return batch
-        neg_texts: list[list[str]] = []
-        flips: list[list[bool]] = []
-        neg_labels: list[list[Any]] = []
-        labels = [f.get(self.label_column) for f in features] if self._is_cf else None
+        labels = [f.get(self.label_column) for f in features] if self._flips else None
         has_labels = labels is not None and all(lab is not None for lab in labels)
-        for _ in range(self.k):
-            if self._is_cf:
-                res = self.negative(texts, labels=labels if has_labels else None, generator=self.generator)
-                flips.append(list(res.flipped))
-                if has_labels:
-                    neg_labels.append(list(res.labels))
-                neg_texts.append(list(res.texts))
-            else:
-                neg_texts.append(list(self.negative(texts, generator=self.generator)))
-        flat = [neg_texts[r][b] for b in range(len(texts)) for r in range(self.k)]  # sample-major
+        negs, valid = text_negatives(texts, self.negative, k, generator=self.generator, labels=labels if has_labels else None)
+        flat = [negs[r][i] for i in range(b) for r in range(k)]  # sample-major
         enc = self._tokenize(flat, padding=True)
         for key in enc.keys():
             batch[f"negative_{key}"] = enc[key]
-        if self._is_cf:
-            batch["negative_flipped"] = torch.tensor([flips[r][b] for b in range(len(texts)) for r in range(self.k)])
+        batch["negative_valid"] = valid.reshape(-1)  # (B, k) -> (B*k,): sample-major
+        if self._flips:
+            batch["negative_flipped"] = torch.tensor([negs[r].flipped[i] for i in range(b) for r in range(k)], dtype=torch.bool)
             if has_labels:
-                flat_labels = [neg_labels[r][b] for b in range(len(texts)) for r in range(self.k)]
+                flat_labels = [_plain(negs[r].labels[i]) for i in range(b) for r in range(k)]
                 try:
                     batch["negative_labels"] = torch.tensor(flat_labels)
                 except (TypeError, ValueError):
                     batch["negative_labels"] = flat_labels
         return batch
 
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
 
 def _pad_sides(n: int, left: bool) -> tuple[int, int]:
     """``F.pad`` widths that add ``n`` columns on the left or the right of the last dimension."""

@@ -16,9 +16,12 @@ Reproducibility: the same ``seed`` gives the same columns on every run.
   ``(seed, copy, indices or a hash of the batch's texts)``; the columns then depend on how the map batches
   the data (same ``batch_size`` -> same columns).
 
-Counterfactuals also add ``<output_column>_label`` (the flipped label, or the original where not flipped;
-only when ``label_column`` is in the batch) and ``<output_column>_flipped`` (bool); an unflipped row's
-negative is its original text, so filter on ``_flipped`` before using it as a negative.
+Label-flipping negatives (``counterfactual``, and any composite with one, such as
+``"counterfactual|token_shuffle"``: the negative's ``flips_labels``) also add, per negative column,
+``<column>_label`` (the label after the edit: flipped where ``_flipped``, the original elsewhere; only when
+``label_column`` is in the batch), ``<column>_flipped`` (bool: the label flipped) and ``<column>_valid`` (bool:
+usable as a negative -- False where a counterfactual could not flip the row, whose text is then the original).
+Filter on ``_flipped`` for label-flipped training data, on ``_valid`` for negatives.
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ def add_negatives(
         output_column: name (prefix) of the new column(s).
         label_column: labels flipped by a counterfactual negative (ignored by the others; skipped if absent).
     """
+    from nda.base import NegativeResult, apply_text
     from nda.registry import build
-    from nda.text.counterfactual import Counterfactual, CounterfactualResult
 
     neg = build(negative)
     if neg is None or not callable(neg):
@@ -68,9 +71,10 @@ def add_negatives(
         raise ValueError(f"k must be a positive int, got {k!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    is_cf = isinstance(neg, Counterfactual)
-    if is_cf and k != 1:
-        raise ValueError("counterfactual edits are deterministic, so k copies would be identical; use k=1")
+    flips = bool(getattr(neg, "flips_labels", False))
+    stochastic = bool(getattr(neg, "stochastic", True))
+    if not stochastic and k != 1:
+        raise ValueError(f"{neg!r} is deterministic (e.g. counterfactual edits), so k copies would be identical; use k=1")
     pairwise = bool(getattr(neg, "pairwise", False))
     names = [output_column] if k == 1 else [f"{output_column}_{r + 1}" for r in range(k)]
 
@@ -78,30 +82,34 @@ def add_negatives(
         if column not in batch:
             raise KeyError(f"add_negatives: column {column!r} not in the batch (columns: {sorted(batch)})")
         texts = list(batch[column])
-        out: dict[str, list[Any]] = {}
-        if is_cf:
-            labels = batch.get(label_column) if label_column else None
-            res: CounterfactualResult = neg(texts, labels=labels)
-            out[output_column] = list(res.texts)
-            if res.labels is not None:
-                out[f"{output_column}_label"] = list(res.labels)
-            out[f"{output_column}_flipped"] = list(res.flipped)
-            return out
+        labels = list(batch[label_column]) if flips and label_column and label_column in batch else None
         keys = list(indices) if indices is not None else None
+        out: dict[str, list[Any]] = {}
         for r, name in enumerate(names):
-            if pairwise:
+            if not stochastic:  # no randomness: one batched call
+                res = apply_text(neg, texts, labels=labels)
+            elif pairwise:
                 batch_key = keys if keys is not None else hashlib.blake2b(
                     "\x1f".join(texts).encode("utf-8", "surrogatepass"), digest_size=16
                 ).hexdigest()
                 g = torch.Generator().manual_seed(_stable_seed(seed, r, batch_key))
-                out[name] = list(neg(texts, generator=g))
-            else:
-                col = []
+                res = apply_text(neg, texts, generator=g, labels=labels)
+            else:  # one generator per row: columns independent of batching, num_proc and map order
+                rows = []
                 for i, text in enumerate(texts):
-                    key = keys[i] if keys is not None else text
-                    g = torch.Generator().manual_seed(_stable_seed(seed, r, key))
-                    col.append(neg([text], generator=g)[0])
-                out[name] = col
+                    g = torch.Generator().manual_seed(_stable_seed(seed, r, keys[i] if keys is not None else text))
+                    rows.append(apply_text(neg, [text], generator=g, labels=None if labels is None else [labels[i]]))
+                res = NegativeResult(
+                    [x[0] for x in rows], flipped=[x.flipped[0] for x in rows], valid=[x.valid[0] for x in rows],
+                    labels=None if labels is None else [x.labels[0] for x in rows],
+                )
+            out[name] = list(res)
+            if flips:
+                if labels is not None:
+                    out[f"{name}_label"] = list(res.labels)
+                out[f"{name}_flipped"] = list(res.flipped)
+                out[f"{name}_valid"] = list(res.valid)
         return out
 
     return fn
+

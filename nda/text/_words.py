@@ -1,15 +1,21 @@
-"""Shared helpers of the text negatives: a lossless word splitter and token-level masks.
+r"""Shared helpers of the text negatives: a lossless word splitter and token-level masks.
 
 Why a regex and not NLTK's ``word_tokenize``: it needs the ``punkt`` data (not available offline) and
 does not give the text back. ``split_words`` returns ``[gap, word, gap, word, ..., gap]`` pieces whose
 concatenation *is* the input, so an edit on the words rebuilds the text with its case, punctuation and
 whitespace intact. Words are runs of letters/digits with inner apostrophes or hyphens ("can't",
 "well-made", "élan", "東京"); everything else (spaces, punctuation, emoji) lives in the gaps.
+
+Combining marks belong to the word they follow, so a word is whole grapheme clusters: "cafe\u0301"
+(e + combining acute), Devanagari vowel signs ("हिन्दी") and variation selectors move with their word
+instead of staying behind in a gap (Python's ``\w`` does not match marks). Zero-width (non-)joiners inside a
+word ("می‌خواهم") keep it one word.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,13 +23,29 @@ import torch
 
 __all__ = ["WORD_RE", "split_words", "check_texts", "is_token_batch", "match_case", "TokenBatchMixin", "supports_token_level"]
 
-WORD_RE = re.compile(r"(\w+(?:['’\-]\w+)*)")
+def _mark_class() -> str:
+    """A regex character-class body with every combining mark (categories Mn, Mc, Me) of planes 0-1 and the
+    variation selectors supplement; computed once at import (~20 ms)."""
+    cat = unicodedata.category
+    points = [cp for cp in range(0x20000) if cat(chr(cp))[0] == "M"] + list(range(0xE0100, 0xE01F0))
+    ranges: list[list[int]] = []
+    for cp in points:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+    return "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges)
+
+
+_MARKS = _mark_class()
+WORD_RE = re.compile(rf"(\w[\w{_MARKS}]*(?:['’\-\u200c\u200d][\w{_MARKS}]+)*)")
 _split = WORD_RE.split
+_split_ascii = re.compile(r"(\w+(?:['\-]\w+)*)").split  # same words on ASCII text (no marks), ~1.5x faster
 
 
 def split_words(text: str) -> list[str]:
     """``[gap0, word0, gap1, word1, ..., gapN]``; ``"".join(pieces) == text`` and words are ``pieces[1::2]``."""
-    return _split(text)
+    return _split_ascii(text) if text.isascii() else _split(text)
 
 
 def check_texts(texts: Any, who: str) -> list[str]:

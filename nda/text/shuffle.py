@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from nda.base import Negative
+from nda.base import Negative, NegativeResult
 from nda.sampling import check_generator, rand
 from nda.text._words import TokenBatchMixin, check_texts, is_token_batch, split_words
 
@@ -69,12 +69,12 @@ class TokenShuffle(TokenBatchMixin, Negative):
         return self._strings(check_texts(batch, "TokenShuffle"), generator)
 
     # ------------------------------------------------------------------ strings
-    def _strings(self, texts: list[str], generator: torch.Generator | None) -> list[str]:
+    def _strings(self, texts: list[str], generator: torch.Generator | None) -> NegativeResult:
         pieces = [split_words(t) for t in texts]
         counts = [len(p) >> 1 for p in pieces]
         longest = max(counts, default=0)
         if longest < 2:
-            return list(texts)
+            return NegativeResult(texts, valid=[False] * len(texts))
         perm = self._perm_from_counts(torch.tensor(counts), longest, generator).tolist()
         out: list[str] = []
         window = self.window
@@ -88,7 +88,7 @@ class TokenShuffle(TokenBatchMixin, Negative):
                 new = _rotate(words, window or n)
             p[1::2] = new
             out.append("".join(p))
-        return out
+        return NegativeResult(out, valid=[o != t for o, t in zip(out, texts)])
 
     def _perm_from_counts(self, counts: torch.Tensor, longest: int, generator: torch.Generator | None) -> torch.Tensor:
         """``(B, longest)`` permutations of ``range(n_b)`` (positions >= n_b fixed), one batched argsort."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nda.base import Negative
+from nda.base import Negative, NegativeResult
 from nda.sampling import check_generator, derangement, rand
 from nda.text._words import TokenBatchMixin, check_texts, is_token_batch, split_words
 
@@ -77,7 +77,7 @@ class SpanStitch(TokenBatchMixin, Negative):
         return parts[:, 0], parts[:, 1]
 
     # ------------------------------------------------------------------ strings
-    def _strings(self, texts: list[str], generator: torch.Generator | None) -> list[str]:
+    def _strings(self, texts: list[str], generator: torch.Generator | None) -> NegativeResult:
         partner = derangement(len(texts), generator=generator)
         pieces = [split_words(t) for t in texts]
         counts = torch.tensor([len(p) >> 1 for p in pieces])
@@ -93,7 +93,7 @@ class SpanStitch(TokenBatchMixin, Negative):
                 out.append(left + " " + right)
             else:
                 out.append((left or right).strip())
-        return out
+        return NegativeResult(out, valid=[o != t for o, t in zip(out, texts)])
 
     # ------------------------------------------------------------------- tokens
     def _tokens(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> dict[str, Any]:
