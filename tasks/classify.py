@@ -34,7 +34,7 @@ from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactua
                                    subset_per_class)
 from nda.run import Run, RunConfig, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
-from nda.run.run import make_accelerator, write_json
+from nda.run.run import make_accelerator
 
 
 @dataclass
@@ -49,7 +49,8 @@ class ClassifyConfig(RunConfig):
     model: str = field(default="default", metadata={"help": "sentence encoder: default (all-MiniLM-L6-v2), folder, hub name, tiny-random"})
     max_length: int = field(default=256, metadata={"help": "tokens per text (reviews are long)"})
     augment: list[str] = field(default_factory=lambda: ["none"], metadata={
-        "help": "none | counterfactual | human:<file>; probe mode takes a comma list to compare"})
+        "help": "none | counterfactual (the --counterfactual spec) | any label-flipping spec "
+                "(counterfactual:strategy=rules) | human:<file>; probe mode takes a comma list to compare"})
     augment_ratio: float = field(default=1.0, metadata={"help": "share of training originals given an automatic counterfactual"})
     counterfactual: str = field(default="counterfactual", metadata={"help": "nda.build spec of the label-flipping negative"})
     cf_filter: str = field(default="none", metadata={"help": "none | probe: keep counterfactuals a probe on originals scores as flipped"})
@@ -82,8 +83,8 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     if not 0.0 < cfg.augment_ratio <= 1.0:
         raise ValueError(f"--augment-ratio must be in (0, 1], got {cfg.augment_ratio}")
     for aug in cfg.augment:
-        if aug not in ("none", "counterfactual") and not aug.startswith("human:"):
-            raise ValueError(f"--augment must be none, counterfactual or human:<file>, got {aug!r}")
+        if aug != "none" and not aug.startswith("human:"):
+            build_counterfactual(cfg.counterfactual if aug == "counterfactual" else aug)  # a clear error now
     for size in cfg.train_size:
         if size != "all" and not (size.isdigit() and int(size) > 0):
             raise ValueError(f"--train-size must be positive ints or 'all', got {size!r}")
@@ -126,19 +127,20 @@ def build_counterfactual(spec: str):
 
 
 # ----------------------------------------------------------------------------------------- augmentation
-def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: ClassifyConfig, negative, seed: int) -> LabeledTexts:
+def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: ClassifyConfig, negatives: dict, seed: int) -> LabeledTexts:
     """The extra (counterfactual) examples ``how`` adds for the chosen training originals."""
     empty = LabeledTexts([], [], how, cfg.label_map)
     if how == "none":
         return empty
-    if how == "counterfactual":
+    if not how.startswith("human:"):  # an automatic, label-flipping negative
+        negative = negatives[how]
         g = torch.Generator().manual_seed(seed)
         count = max(1, round(cfg.augment_ratio * len(chosen)))
         pick = sorted(torch.randperm(len(chosen), generator=g)[:count].tolist())
         texts = [train.texts[chosen[i]] for i in pick]
         out = negative(texts, labels=[train.labels[chosen[i]] for i in pick], label_map=cfg.label_map, generator=g)
         keep = [i for i, ok in enumerate(out.flipped) if ok]
-        return LabeledTexts([out.texts[i] for i in keep], [int(out.labels[i]) for i in keep], "counterfactual",
+        return LabeledTexts([out.texts[i] for i in keep], [int(out.labels[i]) for i in keep], how,
                             cfg.label_map, {"attempted": len(texts), "flipped": len(keep)})
     path = Path(how.split(":", 1)[1])
     try:
@@ -201,7 +203,7 @@ def _default_cache() -> Path:
     return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
 
 
-def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, LabeledTexts], negative) -> list[dict]:
+def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, LabeledTexts], negatives: dict) -> list[dict]:
     import numpy as np
 
     from nda.metrics.probe import logistic_probe
@@ -216,8 +218,8 @@ def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, Labeled
             chosen = list(range(len(train))) if size == "all" else subset_per_class(train, int(size), seed)
             base_x, base_y = train_x[chosen], np.asarray([train.labels[i] for i in chosen])
             for how in cfg.augment:
-                added = augmentation(how, train, chosen, cfg, negative, seed)
-                if how == "counterfactual" and cfg.cf_filter == "probe" and len(added):
+                added = augmentation(how, train, chosen, cfg, negatives, seed)
+                if not how.startswith("human:") and cfg.cf_filter == "probe" and len(added):
                     added = probe_filter(added, embed, base_x, base_y, cfg, seed)
                 x, y = base_x, base_y
                 if len(added):
@@ -244,14 +246,14 @@ def probe_filter(added: LabeledTexts, embed, base_x, base_y, cfg: ClassifyConfig
 
 
 # --------------------------------------------------------------------------------------------- finetune
-def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], negative) -> list[dict]:
+def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], negatives: dict) -> list[dict]:
     from nda.models.sentence import SentenceEncoder
     from nda.models.text_classifier import TextClassifier
 
     acc = run.acc
     size = cfg.train_size[0]
     chosen = list(range(len(train))) if size == "all" else subset_per_class(train, int(size), cfg.seed)
-    added = augmentation(cfg.augment[0], train, chosen, cfg, negative, cfg.seed)
+    added = augmentation(cfg.augment[0], train, chosen, cfg, negatives, cfg.seed)
     if cfg.cf_filter == "probe" and len(added):
         import numpy as np
 
@@ -346,7 +348,8 @@ def markdown(summary: list[dict], eval_names: list[str], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = validate(parse_config(ClassifyConfig, argv))
-    negative = build_counterfactual(cfg.counterfactual) if "counterfactual" in cfg.augment else None
+    negatives = {how: build_counterfactual(cfg.counterfactual if how == "counterfactual" else how)
+                 for how in cfg.augment if how != "none" and not how.startswith("human:")}
     train = load_labeled_texts(cfg.train, cfg.train_split, cfg.label_map)
     evals = {name: load_labeled_texts(src, split, cfg.label_map) for name, (src, split) in parse_eval_specs(cfg.eval).items()}
     for how in cfg.augment:
@@ -358,9 +361,9 @@ def main(argv: list[str] | None = None) -> dict:
                   + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
         if cfg.mode == "probe":
             run.restore()
-            rows = run_probe(cfg, train, evals, negative) if run.is_main else []
+            rows = run_probe(cfg, train, evals, negatives) if run.is_main else []
         else:
-            rows = run_finetune(cfg, run, train, evals, negative)
+            rows = run_finetune(cfg, run, train, evals, negatives)
         names = list(evals)
         summary = summarise(rows, names) if run.is_main else []
         title = f"{cfg.mode}: {cfg.model} on {train.name}"

@@ -16,7 +16,7 @@ from PIL import Image
 import nda.data.cache as cache_mod
 import nda.data.images as images_mod
 from nda.data.images import ImageData, build_image_cache, load_images, open_image_cache
-from nda.training import batch_indices
+from nda.run import batch_indices
 
 
 def _folder(root, n_per_class=7, classes=("cat", "dog", "emu"), size=(10, 12), fmt="png", seed=0):

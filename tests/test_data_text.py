@@ -10,7 +10,7 @@ import torch
 
 import nda.data.text as text_mod
 from nda.data.text import TextCorpus, load_pairs, load_sentences
-from nda.training import batch_indices
+from nda.run import batch_indices
 
 
 def _write(path, lines, newline="\n", final_newline=True):

@@ -9,14 +9,9 @@ import torch
 
 import nda
 from nda.metrics.sts import StsData, load_sts, spearman, sts_sentences, sts_spearman
-from nda.models.sentence import (
-    SentenceEncoder,
-    build_contrastive_batch,
-    contrastive_step,
-    default_model_path,
-    gather_with_grad,
-    tiny_random_encoder,
-)
+from nda.distributed import gather_with_grad
+from nda.models.sentence import SentenceEncoder, check_model_name, default_model_path, tiny_random_encoder
+from nda.models.simcse import build_contrastive_batch, contrastive_step
 from nda.objectives.contrastive import ContrastiveNegativeLoss
 
 SENTENCES = [
@@ -107,6 +102,38 @@ def test_save_load_round_trip_and_sentence_transformers(encoder, tmp_path):
     assert torch.allclose(st.encode(SENTENCES[:3], convert_to_tensor=True), encoder.encode(SENTENCES[:3]), atol=1e-5)
 
 
+def test_missing_model_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SentenceEncoder.from_pretrained(str(tmp_path / "no_such_model"))
+    with pytest.raises(FileNotFoundError, match="holds no config.json"):
+        check_model_name(str(tmp_path))
+    (tmp_path / "run" / "model").mkdir(parents=True)
+    (tmp_path / "run" / "model" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="a training run"):
+        check_model_name(str(tmp_path / "run"))
+    with pytest.raises(FileNotFoundError, match="could not be loaded from the Hugging Face hub"):  # offline in tests
+        SentenceEncoder.from_pretrained("nda-test-org/no-such-model")
+    assert check_model_name("org/name") == "org/name" and check_model_name("tiny-random") == "tiny-random"
+
+
+def test_simcse_step_moved_but_old_imports_work():
+    import nda.models.sentence as sentence
+    import nda.models.simcse as simcse
+
+    assert sentence.build_contrastive_batch is simcse.build_contrastive_batch
+    assert sentence.contrastive_step is simcse.contrastive_step
+    with pytest.raises(AttributeError):
+        sentence.negative_valid_mask  # noqa: B018  (replaced by nda.text.text_negatives)
+
+
+def test_no_negative_means_no_negative_rows(encoder):
+    """``--nda-every N``: a step without NDA makes and encodes no negatives at all."""
+    batch = build_contrastive_batch(encoder, SENTENCES[:4], negative=None, k=3)
+    assert batch.k == 0 and batch.negative_mask is None and batch.features["input_ids"].shape[0] == 8
+    out = contrastive_step(encoder, batch, _criterion())
+    assert out.logits.shape == (4, 4)
+
+
 def test_default_model_path_prefers_the_installed_package():
     path = default_model_path()
     try:
@@ -168,7 +195,7 @@ def test_negatives_reach_the_loss_logit_count_and_gradient(encoder):
 
 
 def test_unflipped_counterfactuals_are_masked(encoder):
-    anchors = ["A man is playing a guitar.", "Hello.", "Dogs!", "The car was red."]  # 2 and 3 cannot flip
+    anchors = ["The movie was good.", "Hello.", "Dogs!", "The food was great."]  # 2 and 3 cannot flip
     neg = nda.build("counterfactual")
     batch = build_contrastive_batch(encoder, anchors, negative=neg, k=1, generator=torch.Generator().manual_seed(0))
     flipped = list(neg(anchors).flipped)
@@ -179,7 +206,7 @@ def test_unflipped_counterfactuals_are_masked(encoder):
 
 
 def test_mixed_spec_masks_unchanged_negatives(encoder):
-    anchors = ["Hello.", "Hi!", "A man plays a guitar.", "Two dogs run fast."]
+    anchors = ["Hello.", "Hi!", "The movie was good.", "The food was great."]
     batch = build_contrastive_batch(encoder, anchors, negative=nda.build("token_shuffle|counterfactual"), k=2,
                                     generator=torch.Generator().manual_seed(0))
     assert batch.negative_mask.shape == (4, 2)
@@ -217,7 +244,7 @@ def test_gather_with_grad_single_process_world(tmp_path):
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)
     try:
         # a world of one: gather is a no-op by design; exercise the autograd function itself
-        from nda.models.sentence import _GatherWithGrad
+        from nda.distributed import _GatherWithGrad
 
         y = _GatherWithGrad.apply(x)
         assert torch.equal(y, x)
@@ -225,6 +252,37 @@ def test_gather_with_grad_single_process_world(tmp_path):
         assert torch.equal(x.grad, torch.arange(12.0).view(3, 4))
     finally:
         dist.destroy_process_group()
+
+
+def _gather_worker(rank: int, world: int, store_path: str, result_path: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.FileStore(store_path, world), rank=rank, world_size=world)
+    torch.manual_seed(0)
+    q_all, k_all = torch.randn(2 * world, 8), torch.randn(2 * world, 8)
+    q = q_all[2 * rank : 2 * rank + 2].clone().requires_grad_(True)
+    k = k_all[2 * rank : 2 * rank + 2].clone().requires_grad_(True)
+    out = ContrastiveNegativeLoss(temperature=0.1, in_batch=True)(q, gather_with_grad(k), positive_offset=2 * rank)
+    out.loss.backward()
+    torch.save({"q": q.grad, "k": k.grad, "loss": out.loss.detach()}, f"{result_path}.{rank}")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_gather_with_grad_gives_the_full_batch_gradient(tmp_path):
+    """Two gloo processes, each with half the batch: the summed gradients equal the one-process gradient
+    of the mean loss over the whole batch (x world size, as DDP averages) -- the SimCSE step's in-batch keys."""
+    import torch.multiprocessing as mp
+
+    world = 2
+    mp.spawn(_gather_worker, args=(world, str(tmp_path / "store"), str(tmp_path / "grad")), nprocs=world, join=True)
+    parts = [torch.load(f"{tmp_path / 'grad'}.{r}") for r in range(world)]
+    torch.manual_seed(0)
+    q_all, k_all = torch.randn(2 * world, 8, requires_grad=True), torch.randn(2 * world, 8, requires_grad=True)
+    ref = ContrastiveNegativeLoss(temperature=0.1, in_batch=True)(q_all, k_all)
+    (ref.loss * world).backward()  # sum of the per-rank mean losses
+    assert torch.allclose(torch.cat([p["q"] for p in parts]), q_all.grad, atol=1e-6)
+    assert torch.allclose(torch.cat([p["k"] for p in parts]), k_all.grad, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------- STS

@@ -27,6 +27,11 @@ def st_model(tmp_path):
     return SentenceTransformer(str(tmp_path / "tiny"), device="cpu")
 
 
+def _tokenize(model, texts):
+    """``preprocess`` (sentence-transformers >= 6) or ``tokenize`` (3-5): the tests run on both."""
+    return (getattr(model, "preprocess", None) or model.tokenize)(list(texts))
+
+
 def _pairs():
     from datasets import Dataset
 
@@ -56,13 +61,13 @@ def test_negatives_are_extra_candidates_and_masked(st_model):
     from nda.integrations.sentence_transformers import NDAMultipleNegativesRankingLoss
 
     loss = NDAMultipleNegativesRankingLoss(st_model, "counterfactual", k=1)
-    anchors = ["A man is playing a guitar.", "Hello.", "The car was red.", "Dogs!"]
-    positives = ["A man plays guitar.", "Hi.", "The car is red.", "Two dogs."]
-    feats = [st_model.preprocess(anchors), st_model.preprocess(positives)]
+    anchors = ["The movie was good.", "Hello.", "The food was great.", "Dogs!"]
+    positives = ["The film was good.", "Hi.", "The meal was great.", "Two dogs."]
+    feats = [_tokenize(st_model, anchors), _tokenize(st_model, positives)]
     negs, mask = loss.make_negatives(feats[0])
     assert mask[:, 0].tolist() == [True, False, True, False]  # one-word anchors cannot be flipped
     decoded = st_model.tokenizer.batch_decode(negs[0]["input_ids"].tolist(), skip_special_tokens=True)
-    assert "not" in decoded[0].split()
+    assert decoded[0].lower().rstrip(" .") != anchors[0].lower().rstrip(" .")
     # the loss equals MNRL's with the flipped negatives appended as one more candidate column
     emb = [st_model(f)["sentence_embedding"] for f in feats]
     nda_emb = st_model(negs[0])["sentence_embedding"]
@@ -71,19 +76,18 @@ def test_negatives_are_extra_candidates_and_masked(st_model):
     cand = torch.nn.functional.normalize(torch.cat([emb[1], nda_emb[mask[:, 0]]]), dim=-1)
     ref = torch.nn.functional.cross_entropy(20.0 * q @ cand.T, torch.arange(4))
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
-    # without NDA negatives it is exactly MultipleNegativesRankingLoss
-    from nda.integrations.sentence_transformers import MultipleNegativesRankingLoss
-
+    # without usable NDA negatives it is exactly MultipleNegativesRankingLoss: cross-entropy of 20 x cos(anchor, positives)
     none_mask = torch.zeros_like(mask)
-    mnrl = MultipleNegativesRankingLoss(st_model).compute_loss_from_embeddings(emb, None)
+    mnrl = torch.nn.functional.cross_entropy(20.0 * q @ torch.nn.functional.normalize(emb[1], dim=-1).T, torch.arange(4))
     assert loss.compute_loss_from_embeddings(emb, [nda_emb], none_mask).item() == pytest.approx(mnrl.item(), rel=1e-5)
+    assert loss.compute_loss_from_embeddings(emb, None).item() == pytest.approx(mnrl.item(), rel=1e-5)
 
 
 def test_token_level_keeps_special_tokens(st_model):
     from nda.integrations.sentence_transformers import NDAMultipleNegativesRankingLoss
 
     loss = NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", k=2)
-    feats = st_model.preprocess([a for a, _ in PAIRS])
+    feats = _tokenize(st_model, [a for a, _ in PAIRS])
     negs, mask = loss.make_negatives(feats)
     assert len(negs) == 2 and mask.shape == (len(PAIRS), 2) and mask.all()
     ids = feats["input_ids"]
@@ -113,3 +117,82 @@ def test_precomputed_negative_column_trains_plain_mnrl(st_model, tmp_path):
     result = SentenceTransformerTrainer(model=st_model, args=args, train_dataset=ds,
                                         loss=MultipleNegativesRankingLoss(st_model)).train()
     assert torch.isfinite(torch.tensor(result.training_loss))
+
+
+# ------------------------------------------------------------------ same maths as tasks/sentence.py
+class _FixedEmbeddings(torch.nn.Module):
+    """A 'model' whose forward returns given embeddings: the task's step sees exactly what the ST loss sees."""
+
+    def __init__(self, emb):
+        super().__init__()
+        self.emb = emb
+
+    def forward(self, **features):
+        return self.emb
+
+
+@pytest.mark.parametrize("flags,kwargs", [
+    ([], {}),  # column, w = 1: today's behaviour
+    (["--nda-weight", "0.3"], {"negative_weight": 0.3}),
+    (["--nda-weight", "0"], {"negative_weight": 0.0}),
+    (["--nda-loss", "margin", "--nda-lambda", "0.7", "--margin-alpha", "0.05", "--margin-beta", "0.2"],
+     {"mode": "margin", "margin_weight": 0.7, "alpha": 0.05, "beta": 0.2}),
+])
+def test_st_loss_equals_the_task_loss_on_the_same_embeddings(st_model, flags, kwargs):
+    from nda.integrations.sentence_transformers import NDAMultipleNegativesRankingLoss
+    from nda.models.simcse import ContrastiveBatch, contrastive_step
+    from nda.run import parse_config
+    from tasks.sentence import SentenceConfig, make_criterion
+
+    cfg = parse_config(SentenceConfig, ["--nda", "token_shuffle", "--nda-k", "2", *flags])
+    b, k, d = 5, 2, 16
+    g = torch.Generator().manual_seed(0)
+    q, pos, negs = torch.randn(b, d, generator=g), torch.randn(b, d, generator=g), torch.randn(k, b, d, generator=g)
+    mask = torch.tensor([[True, True], [False, True], [True, False], [True, True], [False, False]])
+    rows = torch.cat([q, pos, negs.reshape(k * b, d)])  # the task's layout: anchors, positives, k-major negatives
+    batch = ContrastiveBatch({"input_ids": torch.zeros(rows.shape[0], 1, dtype=torch.long)}, b, 0, k, mask)
+    task = contrastive_step(_FixedEmbeddings(rows), batch, make_criterion(cfg)).loss
+    loss = NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", k=k, scale=1 / cfg.temperature, **kwargs)
+    st = loss.compute_loss_from_embeddings([q, pos], [negs[r] for r in range(k)], mask)
+    torch.testing.assert_close(st, task, rtol=0, atol=0)
+    # and it is not a constant: other negatives give another value (unless they count for nothing, w = 0)
+    other = loss.compute_loss_from_embeddings([q, pos], [negs[r] * -1 for r in range(k)], mask)
+    assert (other != st) == (kwargs.get("negative_weight", 1.0) != 0.0)
+
+
+def test_every_nth_batch_makes_no_negatives_in_between(st_model):
+    from nda.integrations.sentence_transformers import NDAMultipleNegativesRankingLoss
+
+    loss = NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", k=1, every=3)
+    made = []
+    real = loss.make_negatives
+    loss.make_negatives = lambda anchor: made.append(loss.batches_seen) or real(anchor)
+    feats = [_tokenize(st_model, [a for a, _ in PAIRS]), _tokenize(st_model, [p for _, p in PAIRS])]
+    st_model.train()
+    values = [loss(feats).item() for _ in range(6)]
+    assert made == [1, 4]  # batches 0 and 3 (counted after the increment)
+    assert all(torch.isfinite(torch.tensor(values)))
+    st_model.eval()
+    loss(feats)  # evaluation always uses negatives and does not advance the count
+    assert loss.batches_seen == 6 and len(made) == 3
+
+
+def test_bad_options_are_refused_before_training(st_model):
+    from sentence_transformers import util
+
+    from nda.integrations.sentence_transformers import NDAMultipleNegativesRankingLoss
+
+    with pytest.raises(ValueError, match="image negative 'jigsaw'"):
+        NDAMultipleNegativesRankingLoss(st_model, "jigsaw")
+    with pytest.raises(ValueError, match="mode"):
+        NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", mode="both")
+    with pytest.raises(ValueError, match="every"):
+        NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", every=0)
+    with pytest.raises(ValueError, match="margin_weight"):
+        NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", mode="margin", margin_weight=-1.0)
+    with pytest.raises(ValueError, match="similarity_fct"):
+        NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", similarity_fct=util.manhattan_sim)
+    dot = NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", similarity_fct=util.dot_score)
+    assert dot.criterion.info_nce.normalize is False
+    cfg = NDAMultipleNegativesRankingLoss(st_model, "token_shuffle", mode="margin", margin_weight=0.1).get_config_dict()
+    assert cfg["mode"] == "margin" and cfg["margin_weight"] == 0.1 and cfg["every"] == 1

@@ -1,12 +1,13 @@
-"""tasks/sentence.py and tasks/eval_sts.py end to end on a tiny random BERT (CPU), resume, 2 processes."""
+"""tasks/sentence.py end to end on a tiny random BERT (CPU, one process): objectives, --nda-every, resume,
+folder rules and clear errors. The two-process resume test is tests/tasks/test_sentence_run.py."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,12 @@ STS_ROWS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _text_cache(tmp_path_factory, monkeypatch):
+    """nda.data.text indexes corpora under $NDA_CACHE: keep the tests' indexes out of the user's cache."""
+    monkeypatch.setenv("NDA_CACHE", str(tmp_path_factory.getbasetemp() / "nda_cache"))
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sentence_data")
@@ -49,177 +56,219 @@ def _args(data: Path, out: Path, *extra: str) -> list[str]:
             "--batch-size", "4", "--out-dir", str(out), "--log-every", "1", "--progress", "false", "--cpu", "true", *extra]
 
 
-def _losses(run: Path) -> dict[int, float]:
+def _rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv") as fh:
-        return {int(float(r["step"])): float(r["loss"]) for r in csv.DictReader(fh) if r.get("loss")}
+        return list(csv.DictReader(fh))
 
 
-def test_task_trains_evaluates_and_writes_results(data, tmp_path):
+def _main(argv):
     from tasks.sentence import main
 
-    results = main(_args(data, tmp_path / "run", "--nda", "token_shuffle|counterfactual", "--nda-k", "2",
-                         "--steps", "3", "--grad-accum", "2", "--eval-every", "2"))
+    return main(argv)
+
+
+def test_task_trains_evaluates_and_saves_a_sentence_transformers_model(data, tmp_path):
     run = tmp_path / "run"
+    results = _main(_args(data, run, "--nda", "token_shuffle|counterfactual", "--nda-k", "2", "--steps", "3",
+                          "--grad-accum", "2", "--eval-every", "2", "--lr", "1e-3"))
     assert set(results["final"]) == {"sts_dev_spearman", "sts_test_spearman"}
     assert all(-100 <= v <= 100 for v in results["final"].values())
     saved = json.loads((run / "results.json").read_text())
-    assert saved["final"] == results["final"] and "STS-B" in saved["eval"]["metric"]
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    assert [float(r["logits_per_anchor"]) for r in rows if r.get("logits_per_anchor")] == [4 + 4 * 2] * 3
-    assert any(r.get("sts_dev_spearman") for r in rows)
-    assert all(torch.isfinite(torch.tensor(v)) for v in _losses(run).values())
-    assert (run / "model" / "modules.json").is_file() and (run / "config.json").is_file()
+    assert saved["final"] == results["final"] and saved["run"]["processes"] == 1 and saved["run"]["steps"] == 3
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    assert [float(r["logits_per_anchor"]) for r in rows] == [4 + 4 * 2] * 3  # B in-batch + B*K shared NDA columns
+    assert rows[1]["sts_dev_spearman"] and rows[2]["sts_test_spearman"] and not rows[0]["sts_dev_spearman"]
+    from sentence_transformers import SentenceTransformer
 
-    from tasks.eval_sts import main as eval_main
+    from nda.metrics.sts import load_sts, sts_spearman
 
-    evaluated = eval_main(["--model", str(run), "--sts-data", str(data), "--device", "cpu"])
-    assert evaluated["sts_test_spearman"] == pytest.approx(results["final"]["sts_test_spearman"], abs=1e-6)
+    st = SentenceTransformer(str(run / "model"), device="cpu")  # the final model is a sentence-transformers folder
+    assert sts_spearman(st, load_sts(data, "test")) == pytest.approx(results["final"]["sts_test_spearman"], abs=1e-6)
 
 
-def test_resume_gives_the_same_next_losses(data, tmp_path):
-    from tasks.sentence import main
+@pytest.mark.parametrize("flags,expect_margin", [
+    (["--nda-loss", "margin", "--nda-lambda", "0.5", "--margin-alpha", "0.05", "--margin-beta", "0.5"], True),
+    (["--nda-loss", "column", "--nda-weight", "0.25"], False),
+])
+def test_margin_and_weighted_column_modes_train(data, tmp_path, flags, expect_margin):
+    from nda.run import parse_config
+    from tasks.sentence import SentenceConfig, make_criterion, validate
 
-    full = tmp_path / "full"
-    main(_args(data, full, "--nda", "span_stitch", "--steps", "4", "--checkpoint-every", "2", "--sts-data", "none",
-               "--lr", "1e-3"))
-    resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    main(_args(data, resumed, "--nda", "span_stitch", "--steps", "4", "--sts-data", "none", "--lr", "1e-3",
-               "--resume", str(full / "checkpoints" / "step_00000002")))
-    a, b = _losses(full), _losses(resumed)
-    assert set(b) == {3, 4}
-    for step in (3, 4):
-        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-7)
-    # a bare --resume in the same folder continues from its latest checkpoint (here: the end, nothing to do)
-    again = main(_args(data, full, "--nda", "span_stitch", "--steps", "4", "--sts-data", "none", "--resume"))
-    assert again["steps"] == 4
-    assert _losses(full) == a  # regression: the row of the checkpoint's own step (4) was dropped on resume
-    # resuming in the same folder from step 2 keeps rows 1-2 (2 included) and rewrites 3-4 identically
-    main(_args(data, full, "--nda", "span_stitch", "--steps", "4", "--sts-data", "none", "--lr", "1e-3",
-               "--resume", str(full / "checkpoints" / "step_00000002")))
-    assert sorted(_losses(full)) == [1, 2, 3, 4] and _losses(full) == pytest.approx(a, rel=1e-5, abs=1e-7)
+    run = tmp_path / "run"
+    args = _args(data, run, "--nda", "token_shuffle", "--steps", "3", "--lr", "1e-3", "--sts-data", "none", *flags)
+    criterion = make_criterion(validate(parse_config(SentenceConfig, args)))
+    assert criterion.mode == ("margin" if expect_margin else "column")
+    _main(args)
+    rows = _rows(run)
+    for r in rows:
+        loss, info_nce, margin = float(r["loss"]), float(r["info_nce"]), float(r["margin"])
+        assert torch.isfinite(torch.tensor([loss, info_nce, margin])).all()
+        if expect_margin:  # InfoNCE without NDA columns + lambda * margin
+            assert float(r["logits_per_anchor"]) == 4
+            assert loss == pytest.approx(info_nce + 0.5 * margin, rel=1e-5)
+        else:
+            assert float(r["logits_per_anchor"]) == 8 and margin == 0.0
+    if expect_margin:
+        assert any(float(r["margin"]) > 0 for r in rows)  # the margin is live, not a constant 0
+
+
+def test_nda_every_makes_no_negatives_on_the_other_steps(data, tmp_path, monkeypatch):
+    import nda.text.negatives as negatives
+
+    calls = []
+    real = negatives.apply_text
+    monkeypatch.setattr(negatives, "apply_text", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run = tmp_path / "run"
+    _main(_args(data, run, "--nda", "token_shuffle", "--nda-every", "2", "--steps", "4", "--sts-data", "none"))
+    rows = _rows(run)
+    assert [float(r["logits_per_anchor"]) for r in rows] == [8, 4, 8, 4]  # steps 0 and 2 (rows 1 and 3) use NDA
+    assert [bool(r["nda_valid_frac"]) for r in rows] == [True, False, True, False]
+    assert len(calls) == 2  # negatives made on 2 of the 4 steps only
+
+
+def test_resume_of_a_finished_run_adds_no_rows_and_refuses_changed_flags(data, tmp_path):
+    run = tmp_path / "run"
+    args = _args(data, run, "--nda", "span_stitch", "--steps", "3", "--checkpoint-every", "2")
+    first = _main(args)
+    before = (run / "metrics.csv").read_text()
+    again = _main([*args, "--resume"])  # finished: nothing to train; the final evaluation fills the same row
+    assert (run / "metrics.csv").read_text() == before
+    assert again["final"] == first["final"] and again["run"]["resumed_from"].endswith("step_00000003")
+    with pytest.raises(ValueError, match="--steps 3 -> 5"):  # the LR decays to 0 at --steps: a training flag
+        _main([*args, "--resume", "--steps", "5"])
+    with pytest.raises(ValueError, match="--nda-weight 1.0 -> 0.5"):
+        _main([*args, "--resume", "--nda-weight", "0.5"])
+    _main([*args, "--resume", "--eval-every", "1"])  # evaluation-only flags may change
+    assert (run / "metrics.csv").read_text() == before
+
+
+def test_interrupted_single_process_run_resumes_exactly(data, tmp_path, monkeypatch):
+    """Dropout, NDA draws and data order replay after a resume (the 2-process version: tests/tasks)."""
+    import nda.run.run as run_module
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = ("--nda", "token_shuffle", "--steps", "4", "--checkpoint-every", "2", "--lr", "1e-3", "--sts-data", "none")
+    _main(_args(data, full, *common))
+
+    class Interrupted(Exception):
+        pass
+
+    def fault(code):
+        raise Interrupted
+
+    monkeypatch.setattr(run_module.os, "_exit", fault)
+    monkeypatch.setenv("NDA_FAULT_AT_STEP", "3")
+    with pytest.raises(Interrupted):
+        _main(_args(data, cut, *common))
+    monkeypatch.delenv("NDA_FAULT_AT_STEP")
+    _main(_args(data, cut, *common, "--resume"))
+    assert (cut / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
 
 
 def test_supervised_triples(data, tmp_path):
-    from tasks.sentence import main
-
     triples = [f"{a}\t{a.lower()}\t{b}" for a, b in zip(TRAIN, TRAIN[1:] + TRAIN[:1])]
     (tmp_path / "nli.tsv").write_text("\n".join(triples) + "\n")
     args = _args(data, tmp_path / "sup", "--mode", "sup", "--nda", "counterfactual", "--steps", "2", "--sts-data", "none",
                  "--save-model", "false")
     args[args.index("--train-file") + 1] = str(tmp_path / "nli.tsv")
-    main(args)
-    rows = [r for r in csv.DictReader(open(tmp_path / "sup" / "metrics.csv")) if r.get("logits_per_anchor")]
-    assert float(rows[-1]["logits_per_anchor"]) == 4 + 4 + 4  # positives + hard negatives + NDA (K=1)
+    _main(args)
+    assert float(_rows(tmp_path / "sup")[-1]["logits_per_anchor"]) == 4 + 4 + 4  # positives + hard negatives + NDA
 
 
-def test_config_errors_are_clear(data, tmp_path):
-    from tasks.sentence import main
+def test_train_file_formats(tmp_path):
+    """Plain lines (deduplicated), SentEval-style text<TAB>label lines (the text), STS-B csv with a header --
+    files read through nda.data.text (indexed, read per batch: never one Python list of the whole file)."""
+    from nda.data.text import TextCorpus
+    from tasks.sentence import SentenceConfig, batch_columns, load_corpus
 
-    with pytest.raises(ValueError, match="exactly one of --train-file"):
-        main(["--model", "tiny-random", "--out-dir", str(tmp_path)])
-    with pytest.raises(ValueError, match="--mode"):
-        main(_args(data, tmp_path, "--mode", "weird"))
-    with pytest.raises(ValueError, match="does not work on token ids"):  # before training, not at step 1
-        main(_args(data, tmp_path, "--nda", "token_shuffle|counterfactual", "--nda-level", "token"))
+    def rows(path, **kw):
+        corpus = load_corpus(SentenceConfig(train_file=str(path), **kw))
+        assert isinstance(corpus, TextCorpus)
+        return corpus, batch_columns(corpus, list(range(len(corpus))))
 
-
-def test_unsup_training_runs_with_dropout_on_a_model_loaded_in_eval_mode(data, tmp_path, monkeypatch):
-    """SimCSE's positive is the anchor under another dropout mask: the loop must switch dropout on even though
-    ``from_pretrained`` returns the model in eval mode (else anchor == positive and the task is trivial)."""
-    import nda.models.sentence as sentence
-    from tasks.sentence import main
-
-    folder = tmp_path / "saved"
-    sentence.tiny_random_encoder().save_pretrained(folder)
-    assert not sentence.SentenceEncoder.from_pretrained(str(folder)).training
-    seen = []
-    real_step = sentence.contrastive_step
-
-    def spy(model, batch, criterion, gather=True):
-        emb = model(**batch.features)
-        b = batch.batch_size
-        seen.append((model.training, bool((emb[:b] - emb[b:2 * b]).abs().amax() > 1e-6)))
-        return real_step(model, batch, criterion, gather=gather)
-
-    monkeypatch.setattr(sentence, "contrastive_step", spy)
-    args = _args(data, tmp_path / "run", "--steps", "2", "--sts-data", "none", "--save-model", "false")
-    args[args.index("--model") + 1] = str(folder)
-    main(args)
-    assert seen == [(True, True), (True, True)]  # train mode, and the two copies of each anchor differ
-
-
-def test_sts_train_file_with_a_header_is_read_as_sts(tmp_path):
-    """Regression: a headered STS csv (which load_sts accepts) was taken for a plain sentence file, so every
-    whole tab-separated line (header included) became a training 'sentence'."""
-    from tasks.sentence import SentenceConfig, load_training_rows
-
+    (tmp_path / "plain.txt").write_text("one sentence.\nanother one.\n\none sentence.\n")
+    corpus, cols = rows(tmp_path / "plain.txt")
+    assert cols == [["one sentence.", "another one."]] and corpus.stats["duplicates"] == 1
+    (tmp_path / "sentiment-train").write_text("a good film \t1\nbad acting \t0\n")
+    assert rows(tmp_path / "sentiment-train")[1] == [["a good film", "bad acting"]]
     header = "genre\tfile\tyear\tid\tscore\tsentence1\tsentence2"
-    rows = [f"main-captions\tMSRvid\t2012\t{i:04d}\t{s}\t{a}\t{b}" for i, (s, a, b) in enumerate(STS_ROWS[:3])]
-    path = tmp_path / "sts-train.csv"
-    path.write_text("\n".join([header, *rows]) + "\n")
-    unsup = load_training_rows(SentenceConfig(train_file=str(path)))
-    assert unsup == [("A man is playing a guitar.",), ("Two dogs run on the beach.",), ("A man plays the guitar.",),
-                     ("A woman is cutting an onion.",), ("Two dogs are running on the sand.",)]  # deduplicated
-    sup = load_training_rows(SentenceConfig(train_file=str(path), mode="sup", sup_min_score=4.0))
-    assert sup == [(STS_ROWS[0][1], STS_ROWS[0][2]), (STS_ROWS[2][1], STS_ROWS[2][2])]
-    # a plain sentence file is still read line by line
-    (tmp_path / "plain.txt").write_text("one sentence.\nanother one.\n")
-    assert load_training_rows(SentenceConfig(train_file=str(tmp_path / "plain.txt"))) == [("one sentence.",), ("another one.",)]
+    lines = [f"main-captions\tMSRvid\t2012\t{i:04d}\t{s}\t{a}\t{b}" for i, (s, a, b) in enumerate(STS_ROWS[:3])]
+    (tmp_path / "sts-train.csv").write_text("\n".join([header, *lines]) + "\n")
+    assert rows(tmp_path / "sts-train.csv")[1] == [[
+        "A man is playing a guitar.", "Two dogs run on the beach.", "A man plays the guitar.",
+        "A woman is cutting an onion.", "Two dogs are running on the sand."]]  # both sides, deduplicated
+    sup = rows(tmp_path / "sts-train.csv", mode="sup", sup_min_score=4.0)[1]
+    assert sup == [[STS_ROWS[0][1], STS_ROWS[2][1]], [STS_ROWS[0][2], STS_ROWS[2][2]]]
+    (tmp_path / "pairs.tsv").write_text("a\tb\nc\td\n")
+    assert rows(tmp_path / "pairs.tsv", mode="sup", max_train_samples=1)[1] == [["a"], ["b"]]
+    (tmp_path / "ragged.tsv").write_text("a\tb\nc\td\te\tf\n")
+    with pytest.raises(ValueError, match="--train-file .*ragged.tsv.*tab-separated fields"):
+        load_corpus(SentenceConfig(train_file=str(tmp_path / "ragged.tsv"), mode="sup"))
 
 
-# ------------------------------------------------------------------------------------- multi-process
-def _gather_worker(rank: int, world: int, store_path: str, result_path: str) -> None:
-    import torch.distributed as dist
+# --------------------------------------------------------------------------------------- clear errors
+def test_errors_come_before_any_model_or_data_loading(data, tmp_path, monkeypatch):
+    import nda.models.sentence as sentence
+    import tasks.sentence as task
 
-    from nda.models.sentence import gather_with_grad
-    from nda.objectives.contrastive import ContrastiveNegativeLoss
+    def no_loading(*a, **k):
+        raise AssertionError("the model was loaded before the flags were checked")
 
-    dist.init_process_group("gloo", store=dist.FileStore(store_path, world), rank=rank, world_size=world)
-    torch.manual_seed(0)
-    q_all, k_all = torch.randn(2 * world, 8), torch.randn(2 * world, 8)
-    q = q_all[2 * rank : 2 * rank + 2].clone().requires_grad_(True)
-    k = k_all[2 * rank : 2 * rank + 2].clone().requires_grad_(True)
-    out = ContrastiveNegativeLoss(temperature=0.1, in_batch=True)(q, gather_with_grad(k), positive_offset=2 * rank)
-    out.loss.backward()
-    torch.save({"q": q.grad, "k": k.grad, "loss": out.loss.detach()}, f"{result_path}.{rank}")
-    dist.destroy_process_group()
-
-
-@pytest.mark.slow
-def test_gather_with_grad_gives_the_full_batch_gradient(tmp_path):
-    """Two gloo processes, each with half the batch: the summed gradients equal the one-process gradient
-    of the mean loss over the whole batch (x world size, as DDP averages)."""
-    import torch.multiprocessing as mp
-
-    from nda.objectives.contrastive import ContrastiveNegativeLoss
-
-    world = 2
-    mp.spawn(_gather_worker, args=(world, str(tmp_path / "store"), str(tmp_path / "grad")), nprocs=world, join=True)
-    parts = [torch.load(f"{tmp_path / 'grad'}.{r}") for r in range(world)]
-    torch.manual_seed(0)
-    q_all, k_all = torch.randn(2 * world, 8, requires_grad=True), torch.randn(2 * world, 8, requires_grad=True)
-    ref = ContrastiveNegativeLoss(temperature=0.1, in_batch=True)(q_all, k_all)
-    (ref.loss * world).backward()  # sum of the per-rank mean losses
-    assert torch.allclose(torch.cat([p["q"] for p in parts]), q_all.grad, atol=1e-6)
-    assert torch.allclose(torch.cat([p["k"] for p in parts]), k_all.grad, atol=1e-6)
+    monkeypatch.setattr(sentence.SentenceEncoder, "from_pretrained", no_loading)
+    monkeypatch.setattr(task, "load_corpus", no_loading)
+    out = tmp_path / "run"
+    cases = [
+        (["--nda", "jigsaw"], "image negative 'jigsaw'"),
+        (["--nda", "token_shuffle|cutout"], "image negative 'cutout'"),
+        (["--nda", "counterfactual", "--nda-level", "token"], "does not work on token ids"),
+        (["--nda-loss", "both"], "--nda-loss"),
+        (["--margin-alpha", "0.4"], "--margin-alpha must be <= --margin-beta"),
+        (["--nda-every", "0"], "--nda-every"),
+        (["--nda-weight", "-1"], "--nda-weight"),
+        (["--mode", "weird"], "--mode"),
+        (["--model", str(tmp_path / "missing")], "does not exist"),
+        (["--train-file", str(data / "sts-test.csv")], "named as a test split"),
+    ]
+    for extra, message in cases:
+        with pytest.raises(ValueError, match=message):
+            _main(_args(data, out, *extra))
+    with pytest.raises(ValueError, match="exactly one of --train-file"):
+        _main(["--model", "tiny-random", "--out-dir", str(out)])
+    assert not out.exists()  # nothing was written
 
 
-@pytest.mark.slow
-def test_two_process_cpu_run_finishes(data, tmp_path):
-    """``accelerate launch`` with 2 CPU processes. Note: accelerate 1.x ignores --num_processes together with
-    --cpu (it starts ONE process); --multi_gpu on a machine without GPUs starts 2 gloo CPU processes."""
-    out = tmp_path / "ddp"
+def test_non_utf8_train_file_is_a_clear_error(data, tmp_path):
+    args = _args(data, tmp_path / "run", "--steps", "1")
+    (tmp_path / "latin1.txt").write_bytes("one line\nanother\nun caf\xe9 noir\n".encode("latin-1"))
+    args[args.index("--train-file") + 1] = str(tmp_path / "latin1.txt")
+    with pytest.raises(ValueError, match=r"--train-file .*latin1.txt: .*line 3 is not valid UTF-8"):
+        _main(args)
+    (tmp_path / "latin1-head.txt").write_bytes("caf\xe9\n".encode("latin-1"))  # caught while sniffing the format
+    args[args.index("--train-file") + 1] = str(tmp_path / "latin1-head.txt")
+    with pytest.raises(ValueError, match=r"--train-file .*latin1-head.txt is not UTF-8 text"):
+        _main(args)
+    assert not (tmp_path / "run").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    launcher = shutil.which("accelerate") or "accelerate"
-    cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", str(ROOT / "tasks" / "sentence.py"),
-           *_args(data, out, "--nda", "token_shuffle", "--steps", "2", "--eval-every", "0")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    assert results["world_size"] == 2 and results["steps"] == 2
-    rows = [r for r in csv.DictReader(open(out / "metrics.csv")) if r.get("logits_per_anchor")]
-    assert float(rows[-1]["logits_per_anchor"]) == 2 * 4 + 2 * 4  # gathered: W*B positives + W*B*K negatives
-    ckpt = sorted((out / "checkpoints").glob("step_*"))[-1]
-    assert (ckpt / "random_states_1.pkl").is_file()
+    env.pop("NDA_TRACEBACK", None)
+    return subprocess.run([sys.executable, str(ROOT / "tasks" / "sentence.py"), *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_folder_rules_and_one_line_errors(data, tmp_path):
+    run = tmp_path / "run"
+    args = _args(data, run, "--steps", "1", "--sts-data", "none", "--save-model", "false")
+    _main(args)
+    config = (run / "config.json").read_text()
+    refused = _cli(*args)  # a fresh run into a folder holding a run
+    assert refused.returncode == 1 and "already holds a run" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    missing = _cli(*args, "--overwrite", "--model", str(tmp_path / "no_model"))  # failed: the old run stays
+    assert missing.returncode == 1 and "does not exist" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    assert (run / "config.json").read_text() == config
+    _main([*args, "--overwrite", "--seed", "3"])
+    assert json.loads((run / "config.json").read_text())["seed"] == 3
+    assert [r["step"] for r in _rows(run)] == ["1"]

@@ -50,7 +50,7 @@ def gen(seed: int = 0) -> torch.Generator:
     ],
 )
 def test_polarity_edits(src, expected):
-    r = Counterfactual("sentiment")([src])  # no labels: every opinion flips
+    r = Counterfactual("sentiment", strategy="polarity")([src])  # no labels: every opinion flips
     assert r.texts == [expected] and r.flipped == [True] and r.labels is None and r.valid == [True]
 
 
@@ -106,6 +106,7 @@ def test_polarity_does_not_double_negate():
 
 def test_strategy_auto_old_behaviour_reachable_and_config():
     assert Counterfactual().resolve_strategy() == "polarity"
+    assert Counterfactual().resolve_strategy(labelled=False) == "rules"  # label-free negatives: negate anything
     assert Counterfactual("nli").resolve_strategy() == "rules"
     assert Counterfactual(label_map=None).resolve_strategy() == "rules"
     cf = Counterfactual()
@@ -124,11 +125,11 @@ def test_strategy_auto_old_behaviour_reachable_and_config():
 
 def test_polarity_is_deterministic_and_batched_over_sentences():
     review = "Good acting. Bad plot. The ending was not satisfying, but the music is wonderful."
-    cf = Counterfactual()
+    cf = Counterfactual(strategy="polarity")
     a, b = cf([review] * 3), cf([review])
     assert a.texts == [b.texts[0]] * 3
     assert b.texts == ["Bad acting. Good plot. The ending was satisfying, but the music is terrible."]
-    assert Counterfactual(max_edits=1)([review]).texts == ["Bad acting. Bad plot. The ending was not "
+    assert Counterfactual(max_edits=1, strategy="polarity")([review]).texts == ["Bad acting. Bad plot. The ending was not "
                                                           "satisfying, but the music is wonderful."]
     assert cf([review], labels=[0]).texts == ["Good acting. Good plot. The ending was satisfying, and the music is "
                                              "wonderful."]

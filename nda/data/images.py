@@ -4,7 +4,7 @@ from the memory-mapped file (sets larger than RAM), behind one API.
 API the jobs use::
 
     data = load_images("cifar10-jpg.tar.gz", "train", image_size=32, channels=3)   # -> ImageData
-    idx = batch_indices(step, len(data), batch_size, seed, rank, world_size)       # nda.training
+    idx = batch_indices(step, len(data), batch_size, seed, rank, world_size)       # nda.run
     x = data.take(idx, device)          # uint8 (B, C, H, W) on ``device``
     y = data.labels.to(device)[idx.to(device)]                                     # long (N,) in RAM
     len(data), data.num_classes, data.channels, data.image_size, data.name, data.classes, data.in_memory

