@@ -5,9 +5,19 @@ per-sample *masked mix* (cutout, cutmix, stitch, mixup). Both are one batched ke
 parameters are tensors: a gather with a flat source index (or an ``index_select`` of whole row segments),
 or a masked select on a broadcast mask. The choices below were measured on CPU (see each docstring and
 ``benchmarks/vision_negatives.py``); all of them are plain tensor ops, so they run unchanged on CUDA.
+
+Launch overhead: on a GPU a (256, 3, 32, 32) negative moves 3 MB, a few microseconds of memory traffic, while
+every dispatched operator costs several microseconds of launch. So the constant parts of an index (pixel
+grids, per-shift tables, per-image offsets) are built once per ``(shape, device)`` by :func:`device_cached`
+functions, and a call only combines them with its per-sample parameters: typically one small lookup or add
+and then ONE gather / ``index_select`` over the batch (``benchmarks/vision_negatives.py`` counts the operators).
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -15,13 +25,43 @@ __all__ = [
     "compute_dtype",
     "restore_dtype",
     "scaled_px",
-    "spatial_gather",
+    "device_cached",
+    "arange_cached",
     "segment_select",
-    "box_ranges",
-    "box_mask",
+    "box_indicators",
+    "stack_rows",
     "select",
     "paste_",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
+
+
+def device_cached(maxsize: int = 32) -> Callable[[_F], _F]:
+    """Cache a builder of constant tensors keyed by its (hashable) arguments, e.g. ``(h, w, device)``.
+
+    Built tensors are shared between calls, so callers must never modify them in place. They are built outside
+    inference mode and without autograd, so they work in every mode (an inference tensor cannot be saved for
+    backward, e.g. as the index of a ``gather`` on an input that requires grad). ``maxsize`` bounds the memory
+    (the largest table, stitch's segment index, holds 2 int64 per image row: 1/8 of a float32 batch at 32 px).
+    """
+
+    def decorate(fn: _F) -> _F:
+        @functools.lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def build(*args):
+            with torch.inference_mode(False), torch.no_grad():
+                return fn(*args)
+
+        return build  # type: ignore[return-value]
+
+    return decorate
+
+
+@device_cached(64)
+def arange_cached(n: int, device: torch.device) -> torch.Tensor:
+    """``torch.arange(n)`` (int64) on ``device``, built once."""
+    return torch.arange(n, device=device)
 
 
 def compute_dtype(x: torch.Tensor) -> torch.Tensor:
@@ -44,39 +84,38 @@ def scaled_px(px: float, size: int, reference: int | None) -> int:
     return int(round(px * size / reference)) if reference else int(round(px))
 
 
-def spatial_gather(x: torch.Tensor, row_part: torch.Tensor, col_part: torch.Tensor) -> torch.Tensor:
-    """``out[b, c, i, j] = x.flat[b, c, row_part[b, i] + col_part[b, j]]``: a per-sample pixel permutation.
-
-    ``row_part`` ``(B, H)`` and ``col_part`` ``(B, W)`` are the separable parts of the flat source index
-    (e.g. ``src_row * W`` and ``src_col``). One ``(B, H*W)`` int64 index is built by broadcasting and shared by
-    all channels (expanded, not copied), then one ``gather`` moves the pixels: the fastest batched pixel
-    permutation we measured on CPU (advanced indexing with several broadcast index tensors was 3-8x slower).
-    """
-    b, c, h, w = x.shape
-    index = (row_part[:, :, None] + col_part[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
-    return x.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)
-
-
-def box_ranges(
-    top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor, h: int, w: int
+def box_indicators(
+    starts: torch.Tensor, ends: torch.Tensor, h: int, w: int, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample row ``(B, H)`` and column ``(B, W)`` bool indicators of boxes ``[top, top+height) x
-    [left, left+width)``, by broadcast coordinate comparisons."""
-    rows = torch.arange(h, device=top.device)
-    cols = torch.arange(w, device=top.device)
-    in_rows = (rows >= top[:, None]) & (rows < (top + height)[:, None])
-    in_cols = (cols >= left[:, None]) & (cols < (left + width)[:, None])
-    return in_rows, in_cols
+    """Row ``(B, H)`` and column ``(B, W)`` 0/1 indicators in ``dtype`` of boxes ``[starts[0], ends[0]) x
+    [starts[1], ends[1])`` (``starts``/``ends``: ``(2, B)`` int64, rows then columns), in 3 kernels: both
+    axes compared at once against one cached ``arange(max(H, W))``, the indicator written straight in ``dtype``.
+    The views may be non-contiguous when ``H != W``."""
+    b, n = starts.shape[1], max(h, w)
+    ar = arange_cached(n, starts.device)
+    out = torch.empty(2, b, n, dtype=dtype, device=starts.device)
+    torch.logical_and(ar >= starts[:, :, None], ar < ends[:, :, None], out=out)
+    return out[0, :, :h], out[1, :, :w]
 
 
-def box_mask(
-    top: torch.Tensor, left: torch.Tensor, height: torch.Tensor, width: torch.Tensor, h: int, w: int,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """``(B, 1, H, W)`` 0/1 mask of per-sample boxes (see :func:`box_ranges`) in ``dtype``: the outer product of
-    the row and column indicators (a float multiply; a bool ``&`` of the same broadcast is 6x slower on CPU)."""
-    in_rows, in_cols = box_ranges(top, left, height, width, h, w)
-    return (in_rows.to(dtype)[:, :, None] * in_cols.to(dtype)[:, None, :])[:, None]
+def stack_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.stack([a, b])``, without a copy when ``a`` and ``b`` are the two rows of one contiguous ``(2, N)``
+    tensor, as ``sample_params`` returns related parameters (``top``/``left``, ``height``/``width``): then that
+    tensor *is* the stack (same memory, so always the same values)."""
+    base = a._base
+    if (
+        base is not None
+        and b._base is base
+        and base.dim() == 2
+        and base.shape[0] == 2
+        and base.is_contiguous()
+        and a.shape == b.shape == base.shape[1:]
+        and a.stride() == b.stride() == (1,)
+        and a.storage_offset() == base.storage_offset()
+        and b.storage_offset() == base.storage_offset() + base.shape[1]
+    ):
+        return base
+    return torch.stack([a, b])
 
 
 _SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}

@@ -75,11 +75,13 @@ def normalize_images(
 ) -> torch.Tensor:
     """uint8 ``[0, 255]`` or float ``[0, 1]`` -> float32 ``(x - mean) / std`` (the encoders' input convention).
 
-    ``mean``/``std`` default to :func:`default_mean_std` of the channel count.
+    ``mean``/``std`` each default to :func:`default_mean_std` of the channel count.
     """
     x = _to_unit_float(images)
-    if mean is None or std is None:
-        mean, std = default_mean_std(x.shape[1])
+    if mean is None or std is None:  # each defaults on its own (a given mean is never dropped for a missing std)
+        default_mean, default_std = default_mean_std(x.shape[1])
+        mean = default_mean if mean is None else mean
+        std = default_std if std is None else std
     if len(mean) != x.shape[1] or len(std) != x.shape[1]:
         raise ValueError(f"mean/std need {x.shape[1]} values (one per channel), got {len(mean)}/{len(std)}")
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
@@ -130,6 +132,22 @@ def random_resized_crop_boxes(
     x0 = torch.where(any_ok, x0, torch.full_like(x0, (width - fw) // 2))
     y0 = torch.where(any_ok, y0, torch.full_like(y0, (height - fh) // 2))
     return torch.stack([x0, y0, x0 + w, y0 + h], dim=1)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _pair(value: object, name: str) -> tuple[float, float]:
+    """A ``(min, max)`` pair of finite numbers (NaN and inf are rejected here: they passed the range checks)."""
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or len(value) != 2
+        or not all(_is_number(v) and math.isfinite(v) for v in value)
+    ):
+        raise ValueError(f"{name} must be a (min, max) pair of finite numbers, got {name}={value!r}")
+    return float(value[0]), float(value[1])
 
 
 # ------------------------------------------------------------------------------------ colour helpers
@@ -225,25 +243,37 @@ class MoCoV2Augment(nn.Module):
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"size must be a positive int, got {size!r}")
+        scale, ratio, blur_sigma = _pair(scale, "scale"), _pair(ratio, "ratio"), _pair(blur_sigma, "blur_sigma")
         if not (0 < scale[0] <= scale[1] <= 1):
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
         if not (0 < ratio[0] <= ratio[1]):
-            raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio}")
+            raise ValueError(f"ratio must satisfy 0 < min <= max (finite), got {ratio}")
         for name, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-            if v < 0:
-                raise ValueError(f"{name} must be >= 0, got {v}")
-        if not 0 <= hue <= 0.5:
+            if not (_is_number(v) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {name}={v!r}")
+        if not (_is_number(hue) and 0 <= hue <= 0.5):
             raise ValueError(f"hue must be in [0, 0.5], got {hue}")
         p_blur = (0.5 if size >= 64 else 0.0) if p_blur is None else p_blur
         for name, p in (("p_jitter", p_jitter), ("p_gray", p_gray), ("p_blur", p_blur), ("p_flip", p_flip)):
-            if not 0 <= p <= 1:
+            if not (_is_number(p) and 0 <= p <= 1):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
         if not (0 < blur_sigma[0] <= blur_sigma[1]):
-            raise ValueError(f"blur_sigma must satisfy 0 < min <= max, got {blur_sigma}")
+            raise ValueError(f"blur_sigma must satisfy 0 < min <= max (finite), got {blur_sigma}")
         if blur_kernel is None:
             blur_kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
-        if blur_kernel < 1 or blur_kernel % 2 == 0:
-            raise ValueError(f"blur_kernel must be a positive odd int, got {blur_kernel}")
+        if isinstance(blur_kernel, bool) or not isinstance(blur_kernel, int) or blur_kernel < 1 or blur_kernel % 2 == 0:
+            raise ValueError(f"blur_kernel must be a positive odd int, got {blur_kernel!r}")
+        for name, values in (("mean", mean), ("std", std)):
+            if values is not None and (
+                isinstance(values, (str, bytes))
+                or not isinstance(values, Sequence)
+                or not all(_is_number(v) and math.isfinite(v) for v in values)
+            ):
+                raise ValueError(
+                    f"{name} must be None or a sequence of finite numbers (one per channel), got {name}={values!r}"
+                )
+        if std is not None and not all(v > 0 for v in std):
+            raise ValueError(f"std must be > 0 for every channel (it divides), got std={std!r}")
         self.size = size
         self.scale, self.ratio = tuple(scale), tuple(ratio)
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue

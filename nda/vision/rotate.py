@@ -8,19 +8,19 @@ permutations (no interpolation artefact a model could latch onto); the paper als
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from nda.sampling import randint
+from nda.sampling import rand, randint_from_uniform
 from nda.vision._base import ImageNegative
-from nda.vision._ops import compute_dtype, restore_dtype, spatial_gather
+from nda.vision._ops import compute_dtype, device_cached, restore_dtype
 
 __all__ = ["Rotate"]
 
+_F32_MAX = float(torch.finfo(torch.float32).max)
 _INTERPOLATION = ("bilinear", "nearest")
 _PADDING = ("zeros", "border", "reflection")
 
@@ -30,8 +30,8 @@ class Rotate(ImageNegative):
 
     Args:
         angles: degrees, counter-clockwise as displayed (``torch.rot90`` convention for multiples of 90);
-            a number or a sequence, none a multiple of 360. Default ``(90, 180, 270)``. ``angles=60`` (or
-            ``(60, -60)``) gives the paper's small-rotation variant.
+            a finite number or a sequence of them (within float32's range), none a multiple of 360. Default
+            ``(90, 180, 270)``. ``angles=60`` (or ``(60, -60)``) gives the paper's small-rotation variant.
         interpolation, padding_mode: for angles that are not all multiples of 90 degrees, passed to
             ``F.grid_sample`` (``"bilinear"``/``"nearest"``; ``"zeros"``/``"border"``/``"reflection"`` fills the
             corners that rotate in from outside the image).
@@ -53,8 +53,15 @@ class Rotate(ImageNegative):
         padding_mode: str = "zeros",
     ) -> None:
         values = [angles] if isinstance(angles, (int, float)) else list(angles) if isinstance(angles, Sequence) else None
-        if not values or not all(isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in values):
-            raise ValueError(f"angles must be a number or a non-empty sequence of numbers (degrees), got {angles!r}")
+        if not values or not all(
+            isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) and abs(a) <= _F32_MAX
+            for a in values
+        ):
+            # Beyond float32's range an angle becomes inf on the device and the rotated image NaN.
+            raise ValueError(
+                f"angles must be a finite number or a non-empty sequence of finite numbers (degrees, |angle| <= "
+                f"{_F32_MAX:.3g}), got {angles!r}"
+            )
         if any(a % 360 == 0 for a in values):
             raise ValueError(f"angles must not contain multiples of 360 degrees (the identity is not a negative), got {angles!r}")
         if interpolation not in _INTERPOLATION:
@@ -71,8 +78,8 @@ class Rotate(ImageNegative):
     def sample_params(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         self._check_batch(x)
         self._check_shape(x)
-        choice = randint(0, len(self._values), (x.shape[0],), generator=generator, device=x.device)
-        return {"angle": _device_table(tuple(self._values), torch.float32, x.device)[choice]}
+        choice = randint_from_uniform(rand(x.shape[0], generator=generator, device=x.device), 0, len(self._values))
+        return {"angle": _device_table(tuple(self._values), torch.float32, x.device).index_select(0, choice)}
 
     def _check_shape(self, x: torch.Tensor) -> None:
         h, w = x.shape[-2:]
@@ -93,36 +100,50 @@ class Rotate(ImageNegative):
         b, _, h, w = x.shape
         xf = compute_dtype(x)
         rad = torch.deg2rad(angle.to(xf.dtype))
-        cos, sin = torch.cos(rad).view(b, 1, 1), torch.sin(rad).view(b, 1, 1)
         # The sampling grid of F.affine_grid for theta = [[cos, -sin*h/w, 0], [sin*w/h, cos, 0]] (output pixel ->
         # source pixel, normalised coordinates; the h/w factors keep pixels square), built as the broadcast sum
         # of a per-row and a per-column term: affine_grid's (B, H, W, 3) base grid and bmm cost more than the
-        # resampling itself.
-        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=x.device, dtype=xf.dtype).view(1, h, 1)
-        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=x.device, dtype=xf.dtype).view(1, w, 1)
-        row_term = torch.cat([-sin * (h / w) * ys, cos * ys], dim=2).view(b, h, 1, 2)
-        col_term = torch.cat([cos * xs, sin * (w / h) * xs], dim=2).view(b, 1, w, 2)
-        grid = row_term + col_term  # (B, H, W, 2) as (x, y)
+        # resampling itself. The four per-sample coefficients [-sin*h/w, cos | cos, sin*w/h] come from one
+        # multiply; the row/column coordinates are cached per shape.
+        ys, xs, scale = _affine_tables(h, w, xf.dtype, x.device)
+        sin, cos = torch.sin(rad), torch.cos(rad)
+        coeff = torch.stack([sin, cos, cos, sin], dim=1) * scale  # (B, 4)
+        grid = coeff[:, :2].view(b, 1, 1, 2) * ys + coeff[:, 2:].view(b, 1, 1, 2) * xs  # (B, H, W, 2) as (x, y)
         out = F.grid_sample(xf, grid, mode=self.interpolation, padding_mode=self.padding_mode, align_corners=False)
         return restore_dtype(out, x.dtype)
 
 
-@functools.lru_cache(maxsize=64)
+@device_cached(64)
 def _device_table(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A small constant tensor on ``device``, built once: ``torch.tensor(..., device="cuda")`` on every call
     would be a blocking host-to-device copy (a stream sync) in the hot path."""
     return torch.tensor(values, dtype=dtype, device=device)
 
 
-def _rot90_batched(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """``out[b] = torch.rot90(x[b], k[b], dims=(-2, -1))`` for all ``b`` in one gather (square images for odd k).
+@device_cached(16)
+def _affine_tables(h: int, w: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Pixel-centre coordinates ``ys`` ``(1, H, 1, 1)`` and ``xs`` ``(1, 1, W, 1)`` in ``[-1, 1]``, and the
+    coefficient scales ``[-h/w, 1, 1, w/h]`` of ``[sin, cos, cos, sin]``."""
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=device, dtype=dtype).view(1, h, 1, 1)
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=device, dtype=dtype).view(1, 1, w, 1)
+    return ys, xs, torch.tensor([-(h / w), 1.0, 1.0, w / h], device=device, dtype=dtype)
+
+
+@device_cached(16)
+def _rot90_index(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """``(4, H*W)``: row ``k`` is the flat source pixel of every output pixel of ``torch.rot90(img, k)``.
 
     The flat source index of output pixel ``(i, j)`` is ``a_i * i + a_j * j + c`` with per-k coefficients,
-    e.g. k=1: ``x[j, W-1-i]`` -> ``a_i=-1, a_j=W, c=W-1``.
-    """
-    h, w = x.shape[-2:]
-    table = ((w, 1, 0), (-1, w, w - 1), (-w, -1, h * w - 1), (1, -w, (h - 1) * w))
-    coeff = _device_table(table, torch.long, x.device)[k]  # (B, 3)
-    i = torch.arange(h, device=x.device)
-    j = torch.arange(w, device=x.device)
-    return spatial_gather(x, coeff[:, :1] * i + coeff[:, 2:], coeff[:, 1:2] * j)
+    e.g. k=1: ``x[j, W-1-i]`` -> ``a_i=-1, a_j=W, c=W-1`` (odd k only for square images)."""
+    i = torch.arange(h, device=device).view(1, h, 1)
+    j = torch.arange(w, device=device).view(1, 1, w)
+    coeff = torch.tensor(((w, 1, 0), (-1, w, w - 1), (-w, -1, h * w - 1), (1, -w, (h - 1) * w)), device=device)
+    return (coeff[:, :1, None] * i + coeff[:, 1:2, None] * j + coeff[:, 2:, None]).view(4, h * w)
+
+
+def _rot90_batched(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``out[b] = torch.rot90(x[b], k[b], dims=(-2, -1))`` for all ``b`` in one gather (square images for odd k):
+    one row of a cached per-k index table per sample."""
+    b, c, h, w = x.shape
+    index = _rot90_index(h, w, x.device).index_select(0, k).view(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)

@@ -7,11 +7,13 @@ split object with the exact pixel statistics of a real image.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from nda.sampling import rand, randint
+from nda.sampling import draw_buffer
 from nda.vision._base import ImageNegative
-from nda.vision._ops import scaled_px, spatial_gather
+from nda.vision._ops import device_cached, scaled_px
 
 __all__ = ["Shift"]
 
@@ -23,7 +25,7 @@ class Shift(ImageNegative):
 
     Args:
         min_shift, max_shift: amount range (inclusive) in pixels at the ``reference`` size (the paper's 10-25 px
-            at 32 px), scaled per axis by ``size / reference`` and clamped to ``[1, size - 1]`` so the roll is
+            at 32 px), finite numbers with ``0 < min_shift <= max_shift``, scaled per axis by ``size / reference`` and clamped to ``[1, size - 1]`` so the roll is
             never the identity. ``reference=None``: absolute pixels.
         direction: ``"random"`` (default; per sample, horizontal or vertical with probability 1/2),
             ``"horizontal"``, ``"vertical"`` or ``"both"`` (both axes shifted, independent amounts).
@@ -38,9 +40,16 @@ class Shift(ImageNegative):
     def __init__(
         self, min_shift: float = 10, max_shift: float = 25, reference: int | None = 32, direction: str = "random"
     ) -> None:
-        if not (isinstance(min_shift, (int, float)) and isinstance(max_shift, (int, float))) or not 0 < min_shift <= max_shift:
-            raise ValueError(f"need 0 < min_shift <= max_shift, got min_shift={min_shift!r}, max_shift={max_shift!r}")
-        if reference is not None and (not isinstance(reference, int) or reference < 1):
+        amounts = (min_shift, max_shift)
+        if (
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in amounts)
+            or not 0 < min_shift <= max_shift
+        ):
+            raise ValueError(
+                f"need finite amounts with 0 < min_shift <= max_shift, got min_shift={min_shift!r}, "
+                f"max_shift={max_shift!r}"
+            )
+        if reference is not None and (not isinstance(reference, int) or isinstance(reference, bool) or reference < 1):
             raise ValueError(f"reference must be a positive int or None, got {reference!r}")
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
@@ -61,24 +70,54 @@ class Shift(ImageNegative):
         need_h, need_w = self.direction != "horizontal", self.direction != "vertical"
         if (need_h and h < 2) or (need_w and w < 2):
             raise ValueError(f"shift direction={self.direction!r} needs at least 2 pixels along each shifted axis, got {h}x{w}")
-        u = rand(3, b, generator=generator, device=dev)  # sign of dy, sign of dx, direction
-        amounts = []
-        for axis, size, needed in ((0, h, need_h), (1, w, need_w)):
-            if not needed:
-                amounts.append(torch.zeros(b, dtype=torch.long, device=dev))
-                continue
-            lo, hi = self.shift_range(size)
-            amount = randint(lo, hi + 1, (b,), generator=generator, device=dev)
-            amounts.append(torch.where(u[axis] < 0.5, -amount, amount))
-        dy, dx = amounts
+        # Draws, as always: 3 uniforms per sample (sign of dy, sign of dx, direction), then one uniform per sample
+        # for the amount along each shifted axis; all in one buffer.
+        axes = tuple(axis for axis, needed in ((0, need_h), (1, need_w)) if needed)
+        buf = draw_buffer([("rand", (3, b))] + [("rand", (b,))] * len(axes), generator=generator, device=dev)
+        u, u_amount = buf[: 3 * b].view(3, b), buf[3 * b :].view(len(axes), b)
+        low, span, place = _shift_tables((self.shift_range(h), self.shift_range(w)), axes, dev)
+        # Amounts in [lo, hi] per shifted axis: floor(u * span) < span for spans up to 2**24, so no clamp is needed.
+        amount = (u_amount * span).long() + low  # (len(axes), B)
+        below = u < 0.5  # (3, B): negative dy, negative dx, vertical
+        signed = torch.where(below[axes[0] : axes[-1] + 1], -amount, amount)
         if self.direction == "random":
-            vertical = u[2] < 0.5
-            dy, dx = torch.where(vertical, dy, 0), torch.where(vertical, 0, dx)
-        return {"shift": torch.stack([dy, dx], dim=1)}
+            # per sample: vertical (dy only) when u[2] < 0.5, else horizontal (dx only)
+            shift = signed * (below[2] == place)
+        elif len(axes) == 1:
+            shift = signed * place  # the other axis is not shifted
+        else:
+            shift = signed
+        return {"shift": shift.t().contiguous()}  # (B, 2): (dy, dx)
 
     def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        dy, dx = params["shift"].unbind(1)
-        i = torch.arange(h, device=x.device)
-        j = torch.arange(w, device=x.device)
-        return spatial_gather(x, ((i - dy[:, None]) % h) * w, (j - dx[:, None]) % w)
+        b, c, h, w = x.shape
+        row_table, col_table, size = _roll_tables(h, w, x.device)
+        s = params["shift"] % size  # (B, 2): shifts in [0, H) and [0, W)
+        index = row_table.index_select(0, s[:, 0])[:, :, None] + col_table.index_select(0, s[:, 1])[:, None, :]
+        return x.reshape(b, c, h * w).gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+
+
+@device_cached(32)
+def _shift_tables(
+    ranges: tuple[tuple[int, int], tuple[int, int]], axes: tuple[int, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per shifted axis ``(n, 1)``: the smallest amount and the number of amounts (float32, the multiplier of
+    ``randint``); and ``(2, 1)`` ``place``: which rows of ``(dy, dx)`` a single axis fills (``[[1], [0]]`` or
+    ``[[0], [1]]``), or for two axes ``[[True], [False]]`` (a "vertical" sample keeps dy)."""
+    low = torch.tensor([[ranges[a][0]] for a in axes], device=device)
+    span = torch.tensor([[float(ranges[a][1] - ranges[a][0] + 1)] for a in axes], device=device)
+    if len(axes) == 2:
+        place = torch.tensor([[True], [False]], device=device)
+    else:
+        place = torch.tensor([[int(a == axes[0])] for a in (0, 1)], device=device)
+    return low, span, place
+
+
+@device_cached(16)
+def _roll_tables(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``row[s, i] = ((i - s) % H) * W`` and ``col[s, j] = (j - s) % W``: the flat source index parts of
+    ``torch.roll`` by ``(s_y, s_x)``, one row per shift; and ``[H, W]`` to reduce shifts into range."""
+    i, j = torch.arange(h, device=device), torch.arange(w, device=device)
+    row = ((i[None, :] - i[:, None]) % h) * w
+    col = (j[None, :] - j[:, None]) % w
+    return row, col, torch.tensor([h, w], device=device)
