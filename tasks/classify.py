@@ -22,7 +22,6 @@ Writes ``results.json`` and ``results.md`` (one row per train size x augmentatio
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,44 +162,27 @@ def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: Classify
 
 
 # ------------------------------------------------------------------------------------------------ probe
-class EmbeddingCache:
-    """Embeddings of text lists under a model identity, computed once and kept as ``.npy`` files."""
+class CachedEncoder:
+    """The frozen ``--model`` as ``texts -> (N, D)`` numpy embeddings, each text list encoded once and cached
+    under the model's identity (the evaluation suite's cache, so both jobs share it)."""
 
     def __init__(self, cfg: ClassifyConfig) -> None:
+        from nda.data.images import default_cache_dir
         from nda.metrics.sentence_encoders import load_sentence_model
+        from nda.metrics.sentence_eval import EmbeddingCache
 
         self.model = load_sentence_model(cfg.model, max_length=cfg.max_length)
-        root = Path(cfg.cache_dir) if cfg.cache_dir else _default_cache()
-        self.dir = root / "embeddings" / hashlib.sha256(self.model.identity.encode()).hexdigest()[:16]
-        self.batch_size = cfg.eval_batch_size
+        self.cache = EmbeddingCache(Path(cfg.cache_dir or default_cache_dir()) / "embeddings")
+        self.batch_size, self.progress = cfg.eval_batch_size, cfg.progress
 
     def __call__(self, texts: list[str]):
-        import numpy as np
+        from nda.metrics.sentence_eval import encode_texts
 
-        key = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:24]
-        path = self.dir / f"{key}.npy"
-        if path.is_file():
-            return np.load(path)
-        from tqdm.auto import tqdm
-
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # less padding
-        parts = [self.model.encode([texts[i] for i in order[s:s + self.batch_size]])
-                 for s in tqdm(range(0, len(texts), self.batch_size), desc="encode", leave=False)]
-        emb = torch.empty(len(texts), parts[0].shape[1]) if parts else torch.empty(0, 0)
-        if parts:
-            emb[torch.tensor(order)] = torch.cat(parts)
-        arr = emb.numpy()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, arr)
-        tmp.replace(path)
-        return arr
-
-
-def _default_cache() -> Path:
-    import os
-
-    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
+        emb = self.cache.load(self.model.identity, texts)
+        if emb is None:
+            emb = encode_texts(self.model.encode, texts, self.batch_size, progress=self.progress)
+            self.cache.save(self.model.identity, texts, emb)
+        return emb.numpy()
 
 
 def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, LabeledTexts], negatives: dict) -> list[dict]:
@@ -208,28 +190,30 @@ def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, Labeled
 
     from nda.metrics.probe import logistic_probe
 
-    embed = EmbeddingCache(cfg)
-    train_x = embed(train.texts)
+    embed = CachedEncoder(cfg)
+    plan = [(size, cfg.seed + r, list(range(len(train))) if size == "all" else subset_per_class(train, int(size), cfg.seed + r))
+            for size in cfg.train_size for r in range(cfg.repeats)]
+    needed = sorted(set().union(*(chosen for _, _, chosen in plan)))  # encode only what some subset uses
+    row_of = {i: n for n, i in enumerate(needed)}
+    train_x = embed([train.texts[i] for i in needed])
     eval_xy = {name: (embed(ev.texts), np.asarray(ev.labels)) for name, ev in evals.items()}
     rows = []
-    for size in cfg.train_size:
-        for r in range(cfg.repeats):
-            seed = cfg.seed + r
-            chosen = list(range(len(train))) if size == "all" else subset_per_class(train, int(size), seed)
-            base_x, base_y = train_x[chosen], np.asarray([train.labels[i] for i in chosen])
-            for how in cfg.augment:
-                added = augmentation(how, train, chosen, cfg, negatives, seed)
-                if not how.startswith("human:") and cfg.cf_filter == "probe" and len(added):
-                    added = probe_filter(added, embed, base_x, base_y, cfg, seed)
-                x, y = base_x, base_y
-                if len(added):
-                    x = np.concatenate([base_x, embed(added.texts)])
-                    y = np.concatenate([base_y, np.asarray(added.labels)])
-                res = logistic_probe(x, y, eval_xy, C=cfg.probe_c, seed=seed)
-                rows.append({"train_size": size, "seed": seed, "augment": how, "n_original": len(chosen),
-                             "n_added": len(added), "C": res.C, **added.meta,
-                             **{f"acc_{k}": 100 * v for k, v in res.accuracy.items()}})
-                print(f"size {size} seed {seed} {how}: " + "  ".join(f"{k} {100 * v:.2f}" for k, v in res.accuracy.items()))
+    for size, seed, chosen in plan:
+        base_x = train_x[[row_of[i] for i in chosen]]
+        base_y = np.asarray([train.labels[i] for i in chosen])
+        for how in cfg.augment:
+            added = augmentation(how, train, chosen, cfg, negatives, seed)
+            if not how.startswith("human:") and cfg.cf_filter == "probe" and len(added):
+                added = probe_filter(added, embed, base_x, base_y, cfg, seed)
+            x, y = base_x, base_y
+            if len(added):
+                x = np.concatenate([base_x, embed(added.texts)])
+                y = np.concatenate([base_y, np.asarray(added.labels)])
+            res = logistic_probe(x, y, eval_xy, C=cfg.probe_c, seed=seed)
+            rows.append({"train_size": size, "seed": seed, "augment": how, "n_original": len(chosen),
+                         "n_added": len(added), "C": res.C, **added.meta,
+                         **{f"acc_{k}": 100 * v for k, v in res.accuracy.items()}})
+            print(f"size {size} seed {seed} {how}: " + "  ".join(f"{k} {100 * v:.2f}" for k, v in res.accuracy.items()))
     return rows
 
 
@@ -257,7 +241,7 @@ def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict
     if cfg.cf_filter == "probe" and len(added):
         import numpy as np
 
-        embed = EmbeddingCache(cfg)
+        embed = CachedEncoder(cfg)
         added = probe_filter(added, embed, embed(train.texts)[chosen],
                              np.asarray([train.labels[i] for i in chosen]), cfg, cfg.seed)
     texts = [train.texts[i] for i in chosen] + added.texts

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from nda.data.images import load_images  # noqa: E402
-from nda.models.cifar_classifier import CIFAR_MEAN, CIFAR_STD, CifarClassifier  # noqa: E402
-from nda.training import batch_indices, parse_config  # noqa: E402
+from nda.data.images import load_images
+from nda.models.cifar_classifier import CIFAR_MEAN, CIFAR_STD, CifarClassifier
+from nda.run import batch_indices, parse_config, step_generator
 
 
 @dataclass
@@ -93,7 +90,6 @@ def main(argv: list[str] | None = None) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
     model, opt = acc.prepare(model, opt)
-    gen = torch.Generator(device=acc.device).manual_seed(cfg.seed + acc.process_index)
 
     from tqdm.auto import tqdm
 
@@ -102,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     model.train()
     for step in bar:
         idx = batch_indices(step, len(train), cfg.batch_size, cfg.seed, acc.process_index, acc.num_processes).to(acc.device)
-        x = augment(norm(x_train[idx]), gen)
+        # crops and flips of step `step` on this rank: a pure function of (seed, step, rank), as in nda.run
+        x = augment(norm(x_train[idx]), step_generator(cfg.seed, step, acc.process_index, "augment", acc.device))
         loss = F.cross_entropy(model(x), y_train[idx], label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         acc.backward(loss)

@@ -188,3 +188,85 @@ def test_gaussian_blur_matches_skimage_settings(severity):
     ref = gaussian_filter(x.double().numpy() / 255.0, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
     ref = torch.from_numpy(np.clip(np.round(ref * 255.0), 0, 255))
     assert (gaussian_blur(x, severity).double() - ref).abs().max() <= 1
+
+
+# ------------------------------------------------------------------ D/G steps (nda.models.gan_train), config
+def test_models_rebuild_from_their_config():
+    for arch in ("sngan", "dcgan"):
+        G, D = build_gan(arch, z_dim=16, g_ch=8, d_ch=8, image_size=16, channels=3, num_classes=4)
+        for model in (G, D):
+            again = type(model)(**model.config())
+            assert again.config() == model.config()
+            again.load_state_dict(model.state_dict())  # same layout
+
+
+class _RecordingD(torch.nn.Module):
+    """A discriminator that remembers what it was shown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x, y=None):
+        self.seen.append(x.detach().clone())
+        return x.flatten(1).mean(1) * self.w
+
+
+def _d_inputs(negative, augment, mode="separate"):
+    import nda
+    from nda.models.gan_train import discriminator_step
+    from nda.objectives import DiscriminatorNegativeLoss
+
+    torch.manual_seed(0)
+    G, _ = build_gan("dcgan", z_dim=8, g_ch=4, d_ch=4, image_size=16, channels=1)
+    D = _RecordingD()
+    real = torch.randint(0, 256, (6, 1, 16, 16), dtype=torch.uint8)
+    crit = DiscriminatorNegativeLoss(mode=mode) if negative else DiscriminatorNegativeLoss.plain()
+    parts = discriminator_step(
+        G, D, crit, real, z=torch.randn(6, 8, generator=torch.Generator().manual_seed(1)),
+        negative=nda.build(negative) if negative else None, nda_generator=torch.Generator().manual_seed(2),
+        augment=nda.build(augment) if augment else None, augment_generator=torch.Generator().manual_seed(3))
+    assert D.w.grad is not None and all(torch.isfinite(v) for v in parts.values())
+    return D.seen[0].split(6), real, parts
+
+
+def test_augment_changes_what_d_sees_and_not_the_nda_path():
+    (r0, f0, n0), real, parts = _d_inputs("jigsaw", None)
+    (r1, f1, n1), _, _ = _d_inputs("jigsaw", "shift")
+    assert torch.equal(r0, to_float(real)) and "loss_d_negative" in parts
+    assert not torch.equal(r1, r0) and not torch.equal(f1, f0)  # real AND fake augmented
+    assert torch.equal(n1, n0)  # the NDA samples: the same draws from the un-augmented real batch
+    # jigsaw as a positive: reals are jigsawed, and no negative term exists
+    (r2, f2), _, parts = _d_inputs(None, "jigsaw")
+    assert not torch.equal(r2, r0) and "loss_d_negative" not in parts
+    assert torch.equal(torch.sort(r2.flatten(1)).values, torch.sort(r0.flatten(1)).values)  # same pixels, moved
+
+
+def test_augment_p_and_real_fake_draws_are_independent():
+    from nda.models.gan_train import augment_images
+    from nda.vision import Shift
+
+    x = torch.rand(64, 1, 8, 8)
+    never = augment_images(Shift(), x, torch.Generator().manual_seed(0), p=1e-9)
+    assert torch.equal(never, x)
+    some = augment_images(Shift(), x, torch.Generator().manual_seed(0), p=0.5)
+    changed = (some != x).flatten(1).any(1).float().mean().item()
+    assert 0.2 < changed < 0.8
+    g = torch.Generator().manual_seed(0)
+    a, b = augment_images(Shift(), x, g), augment_images(Shift(), x, g)  # consecutive draws: real, then fake
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("spec", ["jigsaw", "shift", "rotate", "cutout", "stitch", "cutmix", "mixup"])
+def test_generator_step_backpropagates_through_the_augmentation(spec):
+    import nda
+    from nda.models.gan_train import generator_step
+
+    torch.manual_seed(0)
+    G, D = build_gan("dcgan", z_dim=8, g_ch=4, d_ch=4, image_size=16, channels=1)
+    out = generator_step(G, D, "hinge", z=torch.randn(4, 8), augment=nda.build(spec),
+                         augment_generator=torch.Generator().manual_seed(0))
+    grads = [p.grad for p in G.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert torch.isfinite(out["loss_g"])

@@ -31,13 +31,25 @@ __all__ = [
     "DCGANDiscriminator",
     "EMA",
     "build_gan",
+    "check_image_size",
 ]
 
 
-def _check_size(image_size: int) -> int:
-    if not isinstance(image_size, int) or image_size < 16 or image_size > 128 or image_size & (image_size - 1):
+def check_image_size(image_size: int) -> int:
+    """``log2(image_size)`` for a power of two in [16, 128]; a ``ValueError`` naming the allowed sizes otherwise."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 128 \
+            or image_size & (image_size - 1):
         raise ValueError(f"image_size must be a power of two in [16, 128] (32 for CIFAR-10, 64 works), got {image_size!r}")
     return int(math.log2(image_size))
+
+
+class _Configurable:
+    """``config()``: the constructor arguments, so a saved model is rebuilt from JSON (``nda.run.save_model``)."""
+
+    _config_keys: tuple[str, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._config_keys}
 
 
 def _check_labels(y: torch.Tensor | None, num_classes: int, batch: int) -> None:
@@ -87,15 +99,17 @@ class _GBlock(nn.Module):
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
-class ResNetGenerator(nn.Module):
+class ResNetGenerator(_Configurable, nn.Module):
     """SNGAN CIFAR generator: ``z (B, z_dim)`` [+ labels ``y (B,)``] -> images ``(B, channels, S, S)`` in [-1, 1].
 
     ``ch`` is the width (256 in Miyato et al.'s CIFAR model; 128 is a common cheaper setting).
     """
 
+    _config_keys = ("z_dim", "ch", "image_size", "channels", "num_classes")
+
     def __init__(self, z_dim: int = 128, ch: int = 256, image_size: int = 32, channels: int = 3, num_classes: int = 0) -> None:
         super().__init__()
-        n_up = _check_size(image_size) - 2
+        n_up = check_image_size(image_size) - 2
         self.z_dim, self.ch, self.image_size, self.channels, self.num_classes = z_dim, ch, image_size, channels, num_classes
         self.linear = nn.Linear(z_dim, 4 * 4 * ch)
         self.blocks = nn.ModuleList([_GBlock(ch, ch, num_classes) for _ in range(n_up)])
@@ -152,12 +166,14 @@ class _ProjectionHead(nn.Module):
         return out
 
 
-class ResNetDiscriminator(nn.Module):
+class ResNetDiscriminator(_Configurable, nn.Module):
     """SNGAN CIFAR discriminator: images ``(B, C, S, S)`` [+ labels] -> logits ``(B,)``; spectral norm everywhere."""
+
+    _config_keys = ("ch", "image_size", "channels", "num_classes")
 
     def __init__(self, ch: int = 128, image_size: int = 32, channels: int = 3, num_classes: int = 0) -> None:
         super().__init__()
-        n_down = _check_size(image_size) - 3  # 32 -> 8x8 features after the down-sampling blocks
+        n_down = check_image_size(image_size) - 3  # 32 -> 8x8 features after the down-sampling blocks
         self.ch, self.image_size, self.channels, self.num_classes = ch, image_size, channels, num_classes
         blocks: list[nn.Module] = [_DBlock(channels, ch, down=True, first=True)]
         blocks += [_DBlock(ch, ch, down=True) for _ in range(max(n_down - 1, 0))]
@@ -172,12 +188,14 @@ class ResNetDiscriminator(nn.Module):
 
 
 # -------------------------------------------------------------------------------------------- DCGAN
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(_Configurable, nn.Module):
     """Small DCGAN generator: ``z`` -> 4x4 (transposed conv) -> doubling blocks -> ``(B, C, S, S)`` in [-1, 1]."""
+
+    _config_keys = ("z_dim", "ch", "image_size", "channels", "num_classes")
 
     def __init__(self, z_dim: int = 64, ch: int = 32, image_size: int = 32, channels: int = 1, num_classes: int = 0) -> None:
         super().__init__()
-        n_up = _check_size(image_size) - 2
+        n_up = check_image_size(image_size) - 2
         self.z_dim, self.ch, self.image_size, self.channels, self.num_classes = z_dim, ch, image_size, channels, num_classes
         widths = [ch * 2 ** (n_up - 1 - i) for i in range(n_up)]  # e.g. ch*4, ch*2, ch for 32 px
         self.stem = nn.ConvTranspose2d(z_dim, widths[0], 4, 1, 0)  # 1x1 -> 4x4
@@ -194,12 +212,14 @@ class DCGANGenerator(nn.Module):
         return torch.tanh(self.out(h))
 
 
-class DCGANDiscriminator(nn.Module):
+class DCGANDiscriminator(_Configurable, nn.Module):
     """Small spectral-norm conv discriminator (SN-DCGAN): strided convs with LeakyReLU, projection head."""
+
+    _config_keys = ("ch", "image_size", "channels", "num_classes")
 
     def __init__(self, ch: int = 32, image_size: int = 32, channels: int = 1, num_classes: int = 0) -> None:
         super().__init__()
-        n_down = _check_size(image_size) - 2  # down to 4x4
+        n_down = check_image_size(image_size) - 2  # down to 4x4
         self.ch, self.image_size, self.channels, self.num_classes = ch, image_size, channels, num_classes
         layers: list[nn.Module] = []
         width = channels
@@ -234,7 +254,7 @@ class EMA:
 
     ``decay`` ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates so early, random
     weights are forgotten quickly; ``start_step`` updates are plain copies (the average starts later).
-    Checkpointable: ``state_dict`` / ``load_state_dict`` (register it with the accelerator).
+    Checkpointable: ``state_dict`` / ``load_state_dict`` (tensors and numbers: pass it to ``Run.restore``).
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, start_step: int = 0) -> None:
