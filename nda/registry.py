@@ -150,12 +150,36 @@ def _build_one(name: str, kwargs: Mapping[str, Any]) -> Any:
         raise ValueError(f"bad arguments for negative {name!r}: {err}") from err
 
 
-def build(spec: Any, **overrides: Any) -> Any:
+def build(spec: Any, *, modality: str | None = None, argument: str = "spec", **overrides: Any) -> Any:
     """Turn a spec (see module docstring) into a negative generator; ``None``/``"none"`` gives ``None``.
 
     ``overrides`` are keyword arguments passed to every leaf generator that accepts them (e.g. a tokenizer
-    for token-level text negatives).
+    for token-level text negatives). ``modality="image"`` (or ``"text"``) also checks that every member of a
+    composite is of that modality -- what a training job needs before it loads any data -- and every error
+    names ``argument`` (e.g. ``"--nda"``).
+
+    >>> build("jigsaw|token_shuffle", modality="image", argument="--nda")
+    Traceback (most recent call last):
+    ...
+    ValueError: --nda 'jigsaw|token_shuffle' contains the text negative 'token_shuffle'; image negatives are needed here (cutmix, cutout, jigsaw, mixup, rotate, shift, stitch)
     """
+    if modality is None:
+        return _build(spec, **overrides)
+    from nda.compose import leaves
+
+    try:
+        built = _build(spec, **overrides)
+    except (ValueError, TypeError, ImportError) as err:
+        raise ValueError(f"{argument} {spec!r} is not a valid negative spec: {err} ({modality} negatives: "
+                         f"{', '.join(available(modality))}, or none)") from err
+    for part in leaves(built) if built is not None else ():
+        if getattr(part, "modality", modality) != modality:
+            raise ValueError(f"{argument} {spec!r} contains the {part.modality} negative {getattr(part, 'name', part)!r}; "
+                             f"{modality} negatives are needed here ({', '.join(available(modality))})")
+    return built
+
+
+def _build(spec: Any, **overrides: Any) -> Any:
     from nda.compose import Compose, RandomChoice
 
     if spec is None:

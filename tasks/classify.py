@@ -31,7 +31,7 @@ import torch
 import nda
 from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactual_pairs, load_labeled_texts,
                                    subset_per_class)
-from nda.run import Run, RunConfig, parse_config
+from nda.run import Run, RunConfig, cli, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
 from nda.run.run import make_accelerator
 
@@ -112,13 +112,10 @@ def parse_eval_specs(specs: list[str]) -> dict[str, tuple[str, str | None]]:
 
 def build_counterfactual(spec: str):
     """The label-flipping negative of ``--counterfactual``: text, and declared to flip labels."""
-    try:
-        negative = nda.build(spec)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"--counterfactual {spec!r} is not a valid negative spec: {err}") from err
+    negative = nda.build(spec, modality="text", argument="--counterfactual")
+    if negative is None:
+        raise ValueError("--counterfactual must name a label-flipping text negative, got none")
     parts = nda.leaves(negative)
-    if negative is None or any(getattr(p, "modality", "") != "text" for p in parts):
-        raise ValueError(f"--counterfactual {spec!r} must be a text negative")
     if not all(getattr(p, "flips_labels", False) for p in parts):
         raise ValueError(f"--counterfactual {spec!r} must flip labels (e.g. 'counterfactual'); "
                          f"{[getattr(p, 'name', p) for p in parts if not getattr(p, 'flips_labels', False)]} do not")
@@ -360,4 +357,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/classify.py")

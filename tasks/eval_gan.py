@@ -30,7 +30,7 @@ from nda.metrics.extractors import EXTRACTOR_NAMES, get_extractor
 from nda.metrics.gan_eval import discriminator_anomaly, fid_kid
 from nda.metrics.reference import reference_stats
 from nda.models.gan_train import sample_noise
-from nda.run import CheckpointError, load_model, parse_config
+from nda.run import CheckpointError, cli, load_model, parse_config
 from nda.run.checkpoint import MANIFEST, read_state
 from nda.run.config import check_choice, check_positive
 
@@ -160,4 +160,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/eval_gan.py")

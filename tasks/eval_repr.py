@@ -30,7 +30,7 @@ from torch import nn
 from nda.data.images import load_images
 from nda.metrics.representation import extract_features, knn_accuracy, linear_probe
 from nda.models.moco import MoCo, build_backbone
-from nda.run import load_model, parse_config
+from nda.run import cli, load_model, parse_config
 from nda.run.artifacts import read_model_info
 from nda.run.checkpoint import STATE_JSON, read_state
 
@@ -217,4 +217,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/eval_repr.py")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nda.metrics.sentence_eval import DEFAULT_PATHS, TASKS
-from nda.run import parse_config
+from nda.run import cli, parse_config
 
 
 @dataclass
@@ -154,4 +154,4 @@ def timing_markdown(rows: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/eval_sentence.py")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nda.metrics.sentence_encoders import load_sentence_encoder as load_encoder
-from nda.run import parse_config
+from nda.run import cli, parse_config
 
 
 @dataclass
@@ -71,4 +71,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/eval_sts.py")

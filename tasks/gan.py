@@ -38,7 +38,7 @@ from nda.metrics.extractors import EXTRACTOR_NAMES
 from nda.models.gan import EMA, build_gan, check_image_size
 from nda.models.gan_train import discriminator_step, generator_step, sample_noise
 from nda.objectives import DiscriminatorNegativeLoss
-from nda.run import Run, RunConfig, make_accelerator, parse_config, save_model
+from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag
 
 ARCH_DEFAULTS = {
@@ -102,16 +102,7 @@ class GANConfig(RunConfig):
 
 def image_spec(flag: str, spec: str | None):
     """``nda.build(spec)`` (None for none) whose every member is an image transform, or a ValueError naming ``flag``."""
-    try:
-        built = nda.build(spec) if spec is not None else None
-    except (ValueError, TypeError, ImportError) as err:
-        raise ValueError(f"{flag} {spec!r} is not a valid image spec: {err} "
-                         f"(available: {', '.join(nda.available('image'))}, or none)") from err
-    for part in nda.leaves(built) if built is not None else ():  # every member of a composite
-        if getattr(part, "modality", "image") != "image":
-            raise ValueError(f"{flag} {spec!r} contains the {part.modality} negative {getattr(part, 'name', part)!r}; "
-                             "a GAN on images needs image transforms")
-    return built
+    return nda.build(spec, modality="image", argument=flag) if spec is not None else None
 
 
 def validate(cfg: GANConfig) -> GANConfig:
@@ -336,4 +327,4 @@ def plot_losses(csv_path: Path, png_path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/gan.py")

@@ -41,7 +41,7 @@ from nda.distributed import concat_all_gather
 from nda.models.moco import BN_MODES, MoCo, available_archs, check_queue_config
 from nda.models.moco_step import NDA_SOURCES, STAT_NAMES, enqueue_keys, moco_step, step_stats
 from nda.objectives.contrastive import ContrastiveNegativeLoss
-from nda.run import Run, RunConfig, make_accelerator, parse_config, save_model
+from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.vision.augment import MoCoV2Augment
 
@@ -126,16 +126,7 @@ def validate(cfg: MoCoConfig) -> MoCoConfig:
 
 def build_negative(spec: str):
     """``nda.build(spec)``, refusing text negatives (every member of a composite): MoCo here is on images."""
-    try:
-        negative = nda.build(spec)
-    except (ValueError, TypeError, ImportError) as err:
-        raise ValueError(f"--nda {spec!r} is not a valid negative spec: {err} (image negatives: "
-                         f"{', '.join(nda.available('image'))}, or none)") from err
-    for part in nda.leaves(negative):
-        if getattr(part, "modality", "image") != "image":
-            raise ValueError(f"--nda {spec!r} contains the {part.modality} negative {getattr(part, 'name', part)!r}; "
-                             f"MoCo on images needs image negatives ({', '.join(nda.available('image'))})")
-    return negative
+    return nda.build(spec, modality="image", argument="--nda")
 
 
 def check_world(cfg: MoCoConfig, world: int, device: torch.device, nda_k: int) -> int:
@@ -267,4 +258,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/moco.py")

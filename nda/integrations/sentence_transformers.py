@@ -42,7 +42,7 @@ from nda.distributed import gather_no_grad, gather_with_grad, world_info
 from nda.objectives.soft_negative import NEGATIVE_LOSS_MODES, SoftNegativeLoss, uses_negatives
 from nda.text import supports_token_level, text_negatives, token_negatives
 
-__all__ = ["NDAMultipleNegativesRankingLoss", "MultipleNegativesRankingLoss", "supports_token_level"]
+__all__ = ["NDAMultipleNegativesRankingLoss", "MultipleNegativesRankingLoss", "supports_token_level"]  # noqa: F822 (module __getattr__)
 
 
 def __getattr__(name: str) -> Any:

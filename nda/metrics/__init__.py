@@ -1,4 +1,5 @@
-"""Evaluation metrics: FID/KID over any feature extractor, AUROC, kNN / linear probe, STS Spearman.
+"""Evaluation metrics: FID/KID over any feature extractor (cached reference statistics), GAN evaluation,
+AUROC, kNN / linear probe, STS Spearman.
 
 Submodules load on first use, so importing one metric never pulls in the stack of another.
 """
@@ -18,6 +19,14 @@ _LAZY = {
     "kernel_inception_distance": "nda.metrics.fid",
     "fid_from_features": "nda.metrics.fid",
     "kid_from_features": "nda.metrics.fid",
+    "compute_features": "nda.metrics.fid",
+    "get_extractor": "nda.metrics.extractors",
+    "ReferenceStats": "nda.metrics.reference",
+    "reference_stats": "nda.metrics.reference",
+    "load_reference_stats": "nda.metrics.reference",
+    # GAN evaluation (the GAN job and tasks/eval_gan.py)
+    "fid_kid": "nda.metrics.gan_eval",
+    "discriminator_anomaly": "nda.metrics.gan_eval",
     # representation quality
     "knn_accuracy": "nda.metrics.representation",
     "linear_probe": "nda.metrics.representation",

@@ -21,7 +21,7 @@ from nda.run.checkpoint import CheckpointError, Checkpointer
 from nda.run.config import RunConfig, parse_config
 from nda.run.folder import RunFolder, RunFolderError
 from nda.run.randomness import batch_indices, derive_seed, step_generator
-from nda.run.run import Run, make_accelerator
+from nda.run.run import Run, cli, make_accelerator
 from nda.run.tracking import Tracker
 
 __all__ = [
@@ -39,4 +39,5 @@ __all__ = [
     "load_model",
     "Run",
     "make_accelerator",
+    "cli",
 ]

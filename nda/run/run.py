@@ -32,7 +32,7 @@ from nda.run.folder import RunFolder, RunFolderError
 from nda.run.randomness import batch_indices, seed_globals, step_generator
 from nda.run.tracking import Tracker
 
-__all__ = ["Run", "make_accelerator", "write_json"]
+__all__ = ["Run", "make_accelerator", "write_json", "cli"]
 
 
 def make_accelerator(cfg: RunConfig, **kwargs: Any):
@@ -115,6 +115,11 @@ class Run:
     @property
     def out_dir(self) -> Path:
         return Path(self.cfg.out_dir)
+
+    @property
+    def elapsed_s(self) -> float:
+        """Seconds since :meth:`restore` (this session's training time so far)."""
+        return time.time() - self._t0
 
     # ------------------------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Run:
@@ -218,7 +223,7 @@ class Run:
                 if done or late or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
                     self.save()
                 if str(self.step) == os.environ.get("NDA_FAULT_AT_STEP"):  # fault injection for resume tests
-                    self.acc.print(f"NDA_FAULT_AT_STEP={self.step}: exiting abruptly (as a killed run would)")
+                    print(f"NDA_FAULT_AT_STEP={self.step}: exiting abruptly (as a killed run would)", flush=True)
                     os._exit(75)
                 if late:
                     self.stopped_early = True
@@ -319,3 +324,20 @@ class Run:
 
 def _unwrap(acc: Any, obj: Any) -> Any:
     return acc.unwrap_model(obj) if isinstance(obj, torch.nn.Module) else obj
+
+
+def cli(main: Any, prog: str) -> None:
+    """Run a job's ``main()`` from the command line: a user error (bad flag, missing file, refused run folder,
+    bad checkpoint) prints one line ``<prog>: error: ...`` and exits with status 2 instead of a traceback;
+    ``NDA_TRACEBACK=1`` shows the traceback."""
+    import sys
+
+    from nda.run.checkpoint import CheckpointError
+
+    try:
+        main()
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, RunFolderError, CheckpointError) as err:
+        if os.environ.get("NDA_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {err} (NDA_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        sys.exit(2)

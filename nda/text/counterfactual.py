@@ -41,7 +41,6 @@ String level only: token ids must be decoded first (negation changes the number 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path

@@ -82,7 +82,7 @@ def test_non_flipping_counterfactual_spec_is_refused():
     classify = _main(None)
     with pytest.raises(ValueError, match="must flip labels"):
         classify.build_counterfactual("token_shuffle")
-    with pytest.raises(ValueError, match="must be a text negative"):
+    with pytest.raises(ValueError, match="text negatives are needed"):
         classify.build_counterfactual("jigsaw")
 
 
