@@ -179,7 +179,7 @@ def test_text_negative_is_an_error_before_any_loading(env, monkeypatch):
     monkeypatch.setattr(moco_task, "MoCo", no_loading)
     monkeypatch.setattr(moco_task, "make_accelerator", no_loading)
     for spec in ("token_shuffle", "jigsaw|token_shuffle"):
-        with pytest.raises(ValueError, match="contains the text negative 'token_shuffle'; MoCo on images"):
+        with pytest.raises(ValueError, match="contains the text negative 'token_shuffle'; image negatives are needed"):
             moco_task.main([*ONE, "--out-dir", str(env / "R"), "--nda", spec])
     assert not (env / "R").exists()
 

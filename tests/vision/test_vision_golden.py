@@ -11,14 +11,14 @@ thread, so one ``rand(2 * B)`` differs from two ``rand(B)`` there although it is
 launch-overhead work. Regenerate an entry only for a deliberate,
 documented output change (say which and why in the commit):
 
-    python tests/test_vision_golden.py --write
+    python tests/vision/test_vision_golden.py --write
 
 On a GPU, compare old and new code on the device itself (generator and data on CUDA), e.g. with the old package
 unpacked by ``git archive <rev> nda | tar -x -C /tmp/before``:
 
-    PYTHONPATH=/tmp/before python tests/test_vision_golden.py --dump /tmp/old_cuda.json --device cuda
-    python tests/test_vision_golden.py --dump /tmp/new_cuda.json --device cuda
-    python tests/test_vision_golden.py --diff /tmp/old_cuda.json /tmp/new_cuda.json
+    PYTHONPATH=/tmp/before python tests/vision/test_vision_golden.py --dump /tmp/old_cuda.json --device cuda
+    python tests/vision/test_vision_golden.py --dump /tmp/new_cuda.json --device cuda
+    python tests/vision/test_vision_golden.py --diff /tmp/old_cuda.json /tmp/new_cuda.json
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def _main(argv: list[str]) -> int:
             for k in differ))
         return 1 if differ else 0
     raise SystemExit(
-        "usage: python tests/test_vision_golden.py --write | --dump FILE [--device DEV] | --diff FILE_A FILE_B"
+        "usage: python tests/vision/test_vision_golden.py --write | --dump FILE [--device DEV] | --diff FILE_A FILE_B"
     )
 
 
