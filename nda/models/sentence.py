@@ -357,16 +357,3 @@ def tiny_random_encoder(
     finally:
         torch.random.set_rng_state(state)
     return SentenceEncoder(backbone, tokenizer, pooling=pooling, max_length=max_length)
-
-
-_MOVED_TO_SIMCSE = ("ContrastiveBatch", "build_contrastive_batch", "contrastive_step")
-
-
-def __getattr__(name: str) -> Any:
-    """The SimCSE batch/step moved to :mod:`nda.models.simcse`; old imports keep working (lazily, so this
-    module does not import the step it is a dependency of)."""
-    if name in _MOVED_TO_SIMCSE:
-        from nda.models import simcse
-
-        return getattr(simcse, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

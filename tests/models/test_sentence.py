@@ -116,16 +116,6 @@ def test_missing_model_folder_is_one_clear_error(tmp_path):
     assert check_model_name("org/name") == "org/name" and check_model_name("tiny-random") == "tiny-random"
 
 
-def test_simcse_step_moved_but_old_imports_work():
-    import nda.models.sentence as sentence
-    import nda.models.simcse as simcse
-
-    assert sentence.build_contrastive_batch is simcse.build_contrastive_batch
-    assert sentence.contrastive_step is simcse.contrastive_step
-    with pytest.raises(AttributeError):
-        sentence.negative_valid_mask  # noqa: B018  (replaced by nda.text.text_negatives)
-
-
 def test_no_negative_means_no_negative_rows(encoder):
     """``--nda-every N``: a step without NDA makes and encodes no negatives at all."""
     batch = build_contrastive_batch(encoder, SENTENCES[:4], negative=None, k=3)

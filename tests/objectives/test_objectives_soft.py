@@ -301,7 +301,8 @@ def test_moco_layout_margin():
 
 
 def test_soft_negative_loss_drops_into_the_sentence_step():
-    from nda.models.sentence import build_contrastive_batch, contrastive_step, tiny_random_encoder
+    from nda.models.sentence import tiny_random_encoder
+    from nda.models.simcse import build_contrastive_batch, contrastive_step
     from nda.registry import build
 
     enc = tiny_random_encoder()
