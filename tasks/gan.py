@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         # ----------------------------------------------------------------------------------- report
         grid = save_grid(run, run.step, ema.model, fixed_z, fixed_y)
-        results: dict = {"data": train.name, "arch": cfg.arch, "nda": cfg.nda, "augment": cfg.augment,
+        results: dict = {"data": train.name, "data_in_memory": train.in_memory, "arch": cfg.arch, "nda": cfg.nda, "augment": cfg.augment,
                          "nda_mode": cfg.nda_mode if negative is not None else None,
                          "resumed_from_step": start_step if run.resumed_from else None, "sample_grid": str(grid)}
         if cfg.eval_samples:
