@@ -42,7 +42,7 @@ for part in $PARTS; do
       for seed in $FT_SEEDS; do
         for aug in none counterfactual "human:$PAIRED"; do
           name="ft_${aug%%:*}_s$seed"; dir="$OUT/$name"
-          [ -f "$dir/results.json" ] && { echo "$name: done" >&2; continue; }
+          grep -qs "\"stopped_early\": false" "$dir/results.json" && { echo "$name: done" >&2; continue; }
           run tasks/classify.py --mode finetune --train "$CAD/orig/train.tsv" --augment "$aug" --seed "$seed" \
             --eval "orig_dev=$CAD/orig/dev.tsv,cad_dev=$CAD/new/dev.tsv" --steps "$FT_STEPS" --batch-size "$FT_BATCH" \
             --lr "$FT_LR" --warmup-steps $((FT_STEPS / 10)) --max-length "$FT_MAX_LENGTH" --log-every 10 \

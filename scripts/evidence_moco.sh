@@ -110,7 +110,8 @@ if floor.is_file():
     lines.append(f"| random init (no training: the floor) | - | 0 | - | - | {100*f['knn_top1']:.2f} | {100*f['linear_probe_top1']:.2f} |")
 lines += ["", "| run | kNN top-1 | linear-probe top-1 | steps | stopped early |", "|---|---|---|---|---|"]
 for row in rows:
-    lines.append(f"| {row['run']} | {100*(row['knn_top1'] or 0):.2f} | {100*(row['linear_probe_top1'] or 0):.2f} | "
+    pct = lambda v: "n/a (stopped early)" if v is None else f"{100*v:.2f}"
+    lines.append(f"| {row['run']} | {pct(row['knn_top1'])} | {pct(row['linear_probe_top1'])} | "
                  f"{row['steps']} | {row['stopped_early']} |")
 if rows:
     lines += ["", f"Train set: {rows[0]['train_set']}; eval set: {rows[0]['eval_set']}; features: {rows[0]['extractor']}; "

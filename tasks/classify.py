@@ -93,6 +93,9 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     if cfg.probe_c is not None and not cfg.probe_c > 0:
         raise ValueError(f"--probe-c must be > 0, got {cfg.probe_c}")
     parse_eval_specs(cfg.eval)
+    from nda.models.sentence import check_model_name
+
+    check_model_name(cfg.model)  # a missing model folder is one line, before the run folder is touched
     return cfg
 
 
@@ -137,7 +140,8 @@ def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: Classify
         out = negative(texts, labels=[train.labels[chosen[i]] for i in pick], label_map=cfg.label_map, generator=g)
         keep = [i for i, ok in enumerate(out.flipped) if ok]
         return LabeledTexts([out.texts[i] for i in keep], [int(out.labels[i]) for i in keep], how,
-                            cfg.label_map, {"attempted": len(texts), "flipped": len(keep)})
+                            cfg.label_map, {"attempted": len(texts), "flipped": len(keep)},
+                            sources=[chosen[pick[i]] for i in keep])
     path = Path(how.split(":", 1)[1])
     try:
         partners = load_counterfactual_pairs(path, cfg.label_map)
@@ -148,14 +152,15 @@ def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: Classify
             raise ValueError(f"--augment {how}: matching human counterfactuals to a --train-size subset needs a paired "
                              "file with a batch_id column (CAD's combined/paired/*.tsv)")
         return load_labeled_texts(path, label_map=cfg.label_map)
-    texts, labels, missing = [], [], 0
+    texts, labels, sources, missing = [], [], [], 0
     for i in chosen:
         found = partners.get(train.texts[i], [])
         missing += not found
         texts += [t for t, _ in found]
         labels += [y for _, y in found]
+        sources += [i] * len(found)
     return LabeledTexts(texts, labels, f"human:{path.name}", cfg.label_map,
-                        {"originals_without_partner": missing})
+                        {"originals_without_partner": missing}, sources=sources)
 
 
 # ------------------------------------------------------------------------------------------------ probe
@@ -182,12 +187,12 @@ class CachedEncoder:
         return emb.numpy()
 
 
-def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, LabeledTexts], negatives: dict) -> list[dict]:
+def run_probe(cfg: ClassifyConfig, embed: CachedEncoder, train: LabeledTexts, evals: dict[str, LabeledTexts],
+              negatives: dict) -> list[dict]:
     import numpy as np
 
     from nda.metrics.probe import logistic_probe
 
-    embed = CachedEncoder(cfg)
     plan = [(size, cfg.seed + r, list(range(len(train))) if size == "all" else subset_per_class(train, int(size), cfg.seed + r))
             for size in cfg.train_size for r in range(cfg.repeats)]
     needed = sorted(set().union(*(chosen for _, _, chosen in plan)))  # encode only what some subset uses
@@ -202,11 +207,14 @@ def run_probe(cfg: ClassifyConfig, train: LabeledTexts, evals: dict[str, Labeled
             added = augmentation(how, train, chosen, cfg, negatives, seed)
             if not how.startswith("human:") and cfg.cf_filter == "probe" and len(added):
                 added = probe_filter(added, embed, base_x, base_y, cfg, seed)
-            x, y = base_x, base_y
+            x, y, groups = base_x, base_y, list(chosen)
             if len(added):
                 x = np.concatenate([base_x, embed(added.texts)])
                 y = np.concatenate([base_y, np.asarray(added.labels)])
-            res = logistic_probe(x, y, eval_xy, C=cfg.probe_c, seed=seed)
+                groups += added.sources if added.sources is not None else [-1 - i for i in range(len(added))]
+            # C by CV with each counterfactual in its original's fold: a held-out review's near-copy with the
+            # opposite label must not sit in the training folds
+            res = logistic_probe(x, y, eval_xy, C=cfg.probe_c, seed=seed, groups=groups)
             rows.append({"train_size": size, "seed": seed, "augment": how, "n_original": len(chosen),
                          "n_added": len(added), "C": res.C, **added.meta,
                          **{f"acc_{k}": 100 * v for k, v in res.accuracy.items()}})
@@ -222,8 +230,9 @@ def probe_filter(added: LabeledTexts, embed, base_x, base_y, cfg: ClassifyConfig
     pred = res.model.predict(embed(added.texts))
     keep = [i for i, p in enumerate(pred) if int(p) == added.labels[i]]
     meta = {**added.meta, "kept_by_filter": len(keep)}
+    sources = [added.sources[i] for i in keep] if added.sources is not None else None
     return LabeledTexts([added.texts[i] for i in keep], [added.labels[i] for i in keep], added.name,
-                        added.label_map, meta)
+                        added.label_map, meta, sources)
 
 
 # --------------------------------------------------------------------------------------------- finetune
@@ -283,12 +292,14 @@ def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict
             if run.is_main:
                 run.tracker.log(scores, run.step + 1)
             acc.wait_for_everyone()
-    scores = evaluate()
-    if run.is_main:
-        run.tracker.log(scores, run.step)
-        core.save_pretrained(run.out_dir / "model")
+    scores: dict[str, float] = {}
+    if not run.stopped_early:  # a --max-minutes stop checkpoints and leaves evaluation to the resumed run
+        scores = evaluate()
+        if run.is_main:
+            run.tracker.log(scores, run.step)
+            core.save_pretrained(run.out_dir / "model")
     return [{"train_size": size, "seed": cfg.seed, "augment": cfg.augment[0], "n_original": len(chosen),
-             "n_added": len(added), "steps": run.step, **added.meta, **scores}]
+             "n_added": len(added), "steps": run.step, "stopped_early": run.stopped_early, **added.meta, **scores}]
 
 
 def lr_at(step: int, cfg: ClassifyConfig) -> float:
@@ -341,8 +352,9 @@ def main(argv: list[str] | None = None) -> dict:
         acc.print(f"train: {train.name} ({len(train)}: {train.counts()}); eval: "
                   + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
         if cfg.mode == "probe":
+            embed = CachedEncoder(cfg) if run.is_main else None  # the model loads before anything is written
             run.restore()
-            rows = run_probe(cfg, train, evals, negatives) if run.is_main else []
+            rows = run_probe(cfg, embed, train, evals, negatives) if run.is_main else []
         else:
             rows = run_finetune(cfg, run, train, evals, negatives)
         names = list(evals)

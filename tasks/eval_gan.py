@@ -43,7 +43,7 @@ class EvalConfig:
         "help": "a GAN run folder (its final models) or one of its checkpoint folders"})
     images: str | None = field(default=None, metadata={"help": "or: a folder of generated images"})
     reference: str | None = field(default=None, metadata={"help": "real data source (default: the run's --data)"})
-    reference_split: str = "test"
+    reference_split: str = field(default="test", metadata={"help": "split of the reference (the held-out one)"})
     extractor: str = field(default="auto", metadata={"help": "auto (Inception if installed) | inception | cifar10-classifier"})
     num_samples: int = 10000
     batch_size: int = 500
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.checkpoint is not None:
         run = load_run(cfg.checkpoint, device)
         G, D = run.generator, run.discriminator
-        ref_source, size, channels = cfg.reference or run.config["data"], G.image_size, G.channels
+        # default reference: the held-out set the run itself evaluated on (its --eval-data, else its --data)
+        ref_source = cfg.reference or run.config.get("eval_data") or run.config["data"]
+        size, channels = G.image_size, G.channels
         out = Path(cfg.out) if cfg.out else run.run_dir / "eval_results.json"
         results["checkpoint"] = str(run.source)
     else:

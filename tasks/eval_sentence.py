@@ -44,7 +44,8 @@ class EvalSentenceConfig:
     cad: str = field(default=DEFAULT_PATHS["cad"], metadata={"help": "CAD folder (sentiment/orig/{train,dev}.tsv, sentiment/new/dev.tsv)"})
     backend: str = field(default="auto", metadata={"help": "auto | st (SentenceTransformer) | nda (SentenceEncoder)"})
     pooling: str = field(default="auto", metadata={"help": "auto (the model's own) | cls | mean (implies --backend nda)"})
-    max_length: int | None = field(default=None, metadata={"help": "max tokens (default: the model's)"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "max tokens per text for every model (default: the first row's own, the floor's with --floor)"})
     batch_size: int = field(default=64, metadata={"help": "encoding batch size"})
     device: str = field(default="auto", metadata={"help": "cpu | cuda | auto"})
     cache_dir: str = field(default="~/.cache/nda/sentence_eval", metadata={"help": "embedding cache ('none': off)"})
@@ -109,10 +110,14 @@ def main(argv: list[str] | None = None) -> dict:
     probe_kwargs = {"C": cfg.probe_c}
 
     rows = []
+    max_length = cfg.max_length
     for label, spec in model_list(cfg):
         t0 = time.perf_counter()
         model = load_sentence_model(spec, backend=cfg.backend, pooling=None if cfg.pooling == "auto" else cfg.pooling,
-                                    max_length=cfg.max_length, device=device)
+                                    max_length=max_length, device=device)
+        if max_length is None:  # every row at the first row's (the floor's) length: a trained model saved with
+            max_length = model.max_length  # its training length must not be compared at another truncation
+            print(f"--max-length not given: every model encodes at most {max_length} tokens (the first row's)")
         load_s = time.perf_counter() - t0
         print(f"{label}: {model.description}")
         emb = embed_suite(suite, model.encode, model.identity, cache, batch_size=cfg.batch_size, progress=cfg.progress)

@@ -220,14 +220,15 @@ def main(argv: list[str] | None = None) -> dict:
         results: dict = {"data": train.name, "data_in_memory": train.in_memory, "arch": cfg.arch, "nda": cfg.nda, "augment": cfg.augment,
                          "nda_mode": cfg.nda_mode if negative is not None else None,
                          "resumed_from_step": start_step if run.resumed_from else None, "sample_grid": str(grid)}
-        if cfg.eval_samples:
+        finished = not run.stopped_early  # a --max-minutes stop is checkpointed; --resume finishes and evaluates
+        if cfg.eval_samples and finished:
             results.update(evaluate(cfg, run, ema.model, num_classes, ref))
-        if cfg.anomaly and run.is_main:
+        if cfg.anomaly and run.is_main and finished:
             from nda.metrics.gan_eval import discriminator_anomaly
 
             results["anomaly"] = discriminator_anomaly(D_local, ref.images[:2000], ref.name, run.device, 3, cfg.image_size,
                                                        cfg.seed, include_digits=(cfg.eval_data or cfg.data) != "digits")
-        if run.is_main:
+        if run.is_main and finished:
             models = run.out_dir / "models"
             meta = {"data": train.name, "step": run.step, "arch": cfg.arch, "nda": cfg.nda, "augment": cfg.augment}
             for name, model in (("generator", acc.unwrap_model(G)), ("discriminator", D_local),
@@ -236,7 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
             results["models"] = str(models)
         out = run.finish(results)
         if run.is_main:
-            written = [run.out_dir / "results.json", run.out_dir / "metrics.csv", grid, run.out_dir / "models"]
+            written = [run.out_dir / "results.json", run.out_dir / "metrics.csv", grid] + (
+                [run.out_dir / "models"] if finished else [])
             if plot_losses(run.out_dir / "metrics.csv", run.out_dir / "loss_plot.png"):
                 written.append(run.out_dir / "loss_plot.png")
             acc.print("wrote " + ", ".join(str(p) for p in written))

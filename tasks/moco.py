@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
             "queue_sha256": [hashlib.sha256(q.float().cpu().numpy().tobytes()).hexdigest() for q in queues],
             "images_per_s": round(cfg.batch_size * world * cfg.grad_accum * steps_run / max(train_seconds, 1e-9), 1),
         }
-        if run.is_main:
+        if run.is_main and not run.stopped_early:  # a --max-minutes stop: checkpointed; --resume finishes the run
             save_model(run.out_dir / "final", moco, MoCo, moco.config(),
                        meta={"image_size": train.image_size, "step": run.step, "train_set": train.name})
             if cfg.final_eval and test is not None:

@@ -34,7 +34,8 @@ _ALIASES: dict[str, dict[str, int]] = {
     "sentiment": {"negative": 0, "neg": 0, "0": 0, "positive": 1, "pos": 1, "1": 1},
     "nli": {"entailment": 0, "0": 0, "neutral": 1, "1": 1, "contradiction": 2, "2": 2},
 }
-_TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "sentence1")
+_TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "hypothesis")
+_PAIR_COLUMNS = ("sentence1", "sentence2", "premise", "hypothesis", "sentence_a", "sentence_b")
 _LABEL_COLUMNS = ("label", "sentiment", "gold_label", "labels", "polarity", "class")
 
 
@@ -47,6 +48,7 @@ class LabeledTexts:
     name: str
     label_map: str = "sentiment"
     meta: dict[str, Any] = field(default_factory=dict)
+    sources: list[int] | None = None  # for derived examples (counterfactuals): the index of the original each came from
 
     def __post_init__(self) -> None:
         if len(self.texts) != len(self.labels):
@@ -96,6 +98,9 @@ def _load_table(path: Path, label_map: str) -> LabeledTexts:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long reviews
     first = raw.split("\n", 1)[0].split(delimiter)
     header = [c.strip().lower() for c in first]
+    if sum(c in header for c in _PAIR_COLUMNS) >= 2:
+        raise ValueError(f"{path}: a sentence-pair file ({', '.join(c for c in header if c in _PAIR_COLUMNS)}); "
+                         "classifiers here take single texts -- give one text column (e.g. the hypothesis) and a label")
     has_header = any(c in header for c in _TEXT_COLUMNS) and any(c in header for c in _LABEL_COLUMNS)
     # a header means a spreadsheet-style file with CSV quoting (CAD: "a ""quoted"" review"); headerless
     # SentEval files are raw text, where a leading quote is a character, not quoting
@@ -223,5 +228,7 @@ def load_counterfactual_pairs(path: str | os.PathLike, label_map: str = "sentime
     partners: dict[str, list[tuple[str, int]]] = {}
     for rows in groups.values():
         for i, (text, _) in enumerate(rows):
-            partners.setdefault(text, []).extend(r for j, r in enumerate(rows) if j != i)
+            # a "counterfactual" identical to its original (after cleaning) would add the same text with the
+            # opposite label: a contradiction, not a counterfactual
+            partners.setdefault(text, []).extend(r for j, r in enumerate(rows) if j != i and r[0] != text)
     return partners

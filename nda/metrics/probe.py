@@ -65,6 +65,7 @@ def logistic_probe(
     folds: int = 5,
     seed: int = 0,
     max_iter: int = 5000,
+    groups: Sequence[Any] | None = None,
 ) -> ProbeResult:
     """Fit ``StandardScaler -> LogisticRegression`` on the training split and report accuracy on each eval split.
 
@@ -74,6 +75,8 @@ def logistic_probe(
         C: fixed inverse L2 strength; ``None`` picks it from ``Cs`` by stratified ``folds``-fold CV on the
             training split (shuffled with ``seed``; the scaler is refit inside each fold), ties -> smaller C.
         max_iter: lbfgs iterations.
+        groups: optional group of each training row (e.g. an original and its counterfactual share one): CV
+            folds then keep a group together (stratified group k-fold), so near-copies never straddle a fold.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -105,9 +108,19 @@ def logistic_probe(
         k = min(folds, int(np.bincount(np.unique(y, return_inverse=True)[1]).min()))
         if k < 2:
             raise ValueError("cross-validating C needs at least 2 training samples of every class; pass C=")
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        cv_groups = None
+        if groups is None:
+            splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+        else:
+            from sklearn.model_selection import StratifiedGroupKFold
+
+            if len(groups) != len(y):
+                raise ValueError(f"groups has {len(groups)} entries for {len(y)} training rows")
+            cv_groups = np.unique(np.asarray([str(g) for g in groups]), return_inverse=True)[1]
+            k = min(k, len(np.unique(cv_groups)))
+            splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         for c in sorted(float(c) for c in Cs):
-            cv_acc[c] = float(cross_val_score(pipeline(c), x, y, cv=splitter).mean())
+            cv_acc[c] = float(cross_val_score(pipeline(c), x, y, cv=splitter, groups=cv_groups).mean())
         best = max(cv_acc.values())
         C = min(c for c, a in cv_acc.items() if a == best)
     elif not (isinstance(C, (int, float)) and C > 0):

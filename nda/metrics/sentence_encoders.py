@@ -46,6 +46,7 @@ class LoadedSentenceModel:
     encode: Callable[[list[str]], torch.Tensor]
     description: str
     base_model: str | None = None
+    max_length: int | None = None  # tokens per text the model encodes (longer texts are truncated)
 
 
 def _is_run(path: Path) -> bool:
@@ -94,12 +95,28 @@ def load_sentence_encoder(spec: str, pooling: str | None = None, max_length: int
 
 
 def _fingerprint(path: Path) -> str:
-    """Cheap identity of a folder's contents: relative name, size and mtime of every file (no hashing of GBs)."""
+    """Identity of a model folder's contents: every file's relative name and the SHA-256 of its bytes.
+
+    Contents, not size and mtime: a retrained model of the same architecture has weight files of the same
+    size, and ``cp -p`` / ``rsync -a`` restore mtimes, so a (size, mtime) key would serve the old model's cached
+    embeddings. Digests are remembered per (path, size, mtime_ns, ctime_ns) within a process (ctime cannot be
+    set back), so several rows of one folder hash it once (~0.3 s per 100 MB)."""
     h = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
         st = file.stat()
-        h.update(f"{file.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        key = (str(file.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        digest = _DIGESTS.get(key)
+        if digest is None:
+            file_hash = hashlib.sha256()
+            with open(file, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    file_hash.update(chunk)
+            digest = _DIGESTS[key] = file_hash.hexdigest()
+        h.update(f"{file.relative_to(path)}\0{digest}\n".encode())
     return h.hexdigest()[:16]
+
+
+_DIGESTS: dict[tuple, str] = {}
 
 
 def _versions(backend: str) -> str:
@@ -166,6 +183,7 @@ def load_sentence_model(
 
         kind = "run" if _is_run(path) else "model"
         settings = f"max_seq_length={model.max_seq_length}"
+        tokens = int(model.max_seq_length)
         description = f"SentenceTransformer({target}), {settings}"
     else:
         encoder, kind = load_sentence_encoder(spec, pooling=pooling, max_length=max_length)
@@ -175,10 +193,11 @@ def load_sentence_model(
             return encoder.encode(list(texts), batch_size=max(1, len(texts)), device="cpu")
 
         settings = f"pooling={encoder.pooling},max_length={encoder.max_length}"
+        tokens = int(encoder.max_length)
         description = f"SentenceEncoder({spec}), {settings}"
     identity = f"{where}|backend={backend}|{settings}|device={device.type}|{_versions(backend)}"
     return LoadedSentenceModel(spec, backend, kind if spec != "tiny-random" else "tiny-random", identity, encode,
-                               description, base)
+                               description, base, tokens)
 
 
 def resolve_device(device: str) -> str:

@@ -315,7 +315,9 @@ def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, A
                              "mean_cos_label0": float(_mean(score[labels == 0]) * task.sign),
                              "mean_cos_label1": float(_mean(score[labels == 1]) * task.sign)}
         else:
-            (train_x, train_y), *evals = [(emb.of(t), y) for t, y in task.splits.values()]
+            # unit-length embeddings for every model: a model's own Normalize module (which a trained copy may
+            # lack) must not change its row; the probe then standardises them
+            (train_x, train_y), *evals = [(F.normalize(emb.of(t).float(), dim=-1), y) for t, y in task.splits.values()]
             names = list(task.splits)[1:]
             res = logistic_probe(train_x, train_y, dict(zip(names, evals)), **dict(probe_kwargs or {}))
             metrics[name] = {f"{n.replace('/', '_')}_acc": 100.0 * res.accuracy[n] for n in names}

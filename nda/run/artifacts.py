@@ -6,8 +6,8 @@ Why: rebuilding a model from a checkpoint used to depend on the training job's f
     <folder>/model.safetensors   the state dict
     <folder>/model.json          {"factory": "nda.models.gan.ResNetGenerator", "kwargs": {...}, "meta": {...}}
 
-and :func:`load_model` imports the factory (only from the ``nda`` package: a JSON file cannot make it call
-anything else), calls it with the kwargs and loads the weights. Nothing is unpickled.
+and :func:`load_model` imports the factory -- only an ``nn.Module`` class of the ``nda`` package, so a JSON
+file cannot make it call anything else -- builds it with the kwargs and loads the weights. Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def save_model(folder: str | os.PathLike, model: nn.Module, factory: Any, kwargs
                meta: Mapping[str, Any] | None = None) -> Path:
     """Write ``model``'s weights and ``factory(**kwargs)`` (the call that rebuilds it) into ``folder``.
 
-    ``factory`` is a class or function of the ``nda`` package (or its dotted name); ``kwargs`` must be
+    ``factory`` is an ``nn.Module`` class of the ``nda`` package (or its dotted name); ``kwargs`` must be
     JSON values. ``meta`` is free JSON (data it was trained on, step, ...).
     """
     from safetensors.torch import save_file
@@ -77,8 +77,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu") ->
     if not name.startswith("nda.") or not module_name:
         raise ValueError(f"{folder}/{INFO}: factory {name!r} is not part of the nda package; refusing to call it")
     factory = getattr(importlib.import_module(module_name), attr, None)
-    if factory is None or not callable(factory):
-        raise ValueError(f"{folder}/{INFO}: {name!r} does not name a class or function of nda")
+    if not (isinstance(factory, type) and issubclass(factory, nn.Module)):
+        raise ValueError(f"{folder}/{INFO}: {name!r} is not a torch.nn.Module class of nda; refusing to call it")
     model = factory(**info.get("kwargs", {}))
     model.load_state_dict(load_file(str(Path(folder) / WEIGHTS)))
     return model.to(device).eval()

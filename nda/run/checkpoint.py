@@ -56,6 +56,8 @@ def pack_state(obj: Any) -> tuple[Any, dict[str, torch.Tensor]]:
     def walk(value: Any, path: str) -> Any:
         if isinstance(value, torch.Tensor):
             key = path or "tensor"
+            if key in tensors:  # {"a.b": x, "a": {"b": y}} would silently keep one of them
+                raise TypeError(f"checkpoint state: two tensors map to the key {key!r}; rename one of them")
             t = value.detach()
             storage = t.untyped_storage()
             ident = (t.device.type, storage.data_ptr())
@@ -140,6 +142,11 @@ def read_state(folder: str | os.PathLike) -> tuple[int, dict[str, Any]]:
         raise CheckpointError(f"checkpoint {folder} is unreadable: {err}") from err
 
 
+def _step_of(folder: Path) -> int:
+    tail = folder.name.split("_", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -205,11 +212,19 @@ class Checkpointer:
         if not self.root.is_dir():
             return []
         found = [p for p in self.root.glob("step_*") if (p / MANIFEST).is_file()]
-        return sorted(found, key=lambda p: int(p.name.split("_")[1]) if p.name.split("_")[1].isdigit() else -1)
+        return sorted(found, key=_step_of)
 
     def latest(self) -> Path | None:
         done = self.completed()
         return done[-1] if done else None
+
+    def drop_after(self, step: int) -> list[Path]:
+        """Delete checkpoints newer than ``step`` (main process): after resuming from ``step`` they belong to an
+        abandoned continuation, and a later bare ``--resume`` must not jump onto it."""
+        dropped = [p for p in self.completed() if _step_of(p) > step]
+        for p in dropped:
+            shutil.rmtree(p, ignore_errors=True)
+        return dropped
 
     def save(self, step: int, state: Mapping[str, Any]) -> Path:
         acc = self.accelerator
@@ -237,13 +252,15 @@ class Checkpointer:
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
-        except OSError as err:
+        except Exception as err:  # OSError, safetensors' SafetensorError, a TypeError from pack_state, ...
             shutil.rmtree(tmp, ignore_errors=True)
-            if err.errno == errno.ENOSPC:
-                return f"the disk is full ({err})"
-            return f"{type(err).__name__}: {err}"
+            text = str(err)
+            if getattr(err, "errno", None) == errno.ENOSPC or "os error 28" in text or "No space left" in text:
+                return f"the disk is full ({text})"
+            return f"{type(err).__name__}: {text}"
         for old in self.completed()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old != final:  # never the checkpoint just written
+                shutil.rmtree(old, ignore_errors=True)
         return ""
 
     def load(self, which: str | os.PathLike = "latest") -> tuple[Path, int, dict[str, Any]]:
@@ -255,6 +272,9 @@ class Checkpointer:
                 raise CheckpointError(f"--resume: no complete checkpoint under {self.root}")
         else:
             folder = Path(which)
+            if folder.resolve().parent != self.root.resolve():
+                raise CheckpointError(f"--resume {folder}: not a checkpoint of this run (expected a folder in "
+                                      f"{self.root}); continuing another run's weights would mix two runs")
         try:
             step, state = read_state(folder)
         except CheckpointError as err:

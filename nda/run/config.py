@@ -193,6 +193,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
             raise ValueError(f"--config {config_path}: not a readable JSON file ({err})") from err
         if not isinstance(loaded, dict):
             raise ValueError(f"--config {config_path}: expected a JSON object of field values")
+        loaded = {k: v for k, v in loaded.items() if k not in INVOCATION_FIELDS}  # older config.json files
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(loaded) - known)
         if unknown:
@@ -203,5 +204,15 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
-    """The config as JSON-ready values (what ``config.json`` holds)."""
+    """The config as JSON-ready values."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+# how this invocation treated the folder, not what the run is: never saved, never reloaded by --config
+INVOCATION_FIELDS = ("resume", "overwrite")
+
+
+def saved_config(cfg: Any) -> dict[str, Any]:
+    """What ``config.json`` holds: the config without :data:`INVOCATION_FIELDS` (reloading a run's config with
+    ``--config`` must not delete or continue a run by itself)."""
+    return {k: v for k, v in config_dict(cfg).items() if k not in INVOCATION_FIELDS}

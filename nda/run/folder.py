@@ -21,6 +21,7 @@ from typing import Any
 __all__ = ["RunFolder", "RunFolderError", "LOCK_NAME"]
 
 LOCK_NAME = ".nda.lock"
+RUN_MARKERS = ("config.json", "checkpoints", "metrics.csv", "results.json")  # what a run writes: --overwrite may delete
 
 
 class RunFolderError(RuntimeError):
@@ -57,6 +58,13 @@ class RunFolder:
                 raise RunFolderError(f"--resume: {self.path} holds no run to continue (start one without --resume)")
             return "resume"
         if overwrite:
+            held = self.entries()
+            if held and not any((self.path / name).exists() for name in RUN_MARKERS):
+                raise RunFolderError(
+                    f"--overwrite: {self.path} holds {', '.join(p.name for p in held[:5])}"
+                    f"{', ...' if len(held) > 5 else ''} but no run (no {' / '.join(RUN_MARKERS)}); refusing to delete "
+                    "it -- choose an empty or new --out-dir"
+                )
             return "overwrite"
         held = self.entries()
         if held:
@@ -84,6 +92,8 @@ class RunFolder:
         """Take the folder's lock or raise :class:`RunFolderError` naming the live holder."""
         if self._fd is not None:
             return
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"--out-dir {self.path} exists and is not a folder")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)

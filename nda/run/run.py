@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from nda.run.checkpoint import Checkpointer
-from nda.run.config import RunConfig, config_dict, flag
+from nda.run.config import RunConfig, config_dict, flag, saved_config
 from nda.run.folder import RunFolder, RunFolderError
 from nda.run.randomness import batch_indices, seed_globals, step_generator
 from nda.run.tracking import Tracker
@@ -88,11 +88,13 @@ class Run:
         self._in_step: int | None = None
         error = ""
         if self.is_main:
-            try:
-                self.mode = self.folder.check_mode(resume=cfg.resume is not None, overwrite=cfg.overwrite)
+            try:  # lock first: a live run in the folder is named as such, and nothing changes between check and use
                 self.folder.acquire()
+                self.mode = self.folder.check_mode(resume=cfg.resume is not None, overwrite=cfg.overwrite)
             except RunFolderError as err:
                 error = str(err)
+                if self.folder.locked:
+                    self._release_lock(remove_if_empty=True)
         self._agree_or_raise(error, RunFolderError, "the main process refused the run folder")
 
     # ------------------------------------------------------------------------------------ properties
@@ -133,11 +135,18 @@ class Run:
         if self.tracker is not None:
             self.tracker.close()
         if self.folder.locked:
+            self._release_lock(remove_if_empty=not self._restored and self.mode == "fresh")
+
+    def _release_lock(self, remove_if_empty: bool) -> None:
+        """Release the lock; remove the folder a fresh run created but never used (lock file first, while held)."""
+        if remove_if_empty and not self.folder.entries():
+            with contextlib.suppress(OSError):
+                self.folder.lock_path.unlink()
             self.folder.release()
-            if not self._restored and self.mode == "fresh" and not self.folder.entries():
-                with contextlib.suppress(OSError):
-                    self.folder.lock_path.unlink()
-                    self.folder.path.rmdir()
+            with contextlib.suppress(OSError):
+                self.folder.path.rmdir()
+        else:
+            self.folder.release()
 
     def restore(self, **objects: Any) -> int:
         """Start the run with everything built: ``objects`` are what a checkpoint holds (prepared models,
@@ -161,9 +170,10 @@ class Run:
                 from nda.run.checkpoint import CheckpointError
 
                 raise CheckpointError(f"checkpoint {folder} holds no state for {missing} (holds {sorted(state)})")
+            loop = state.get("_loop", {})
+            self._check_resumed_setup(folder, loop)
             for name, obj in self._objects.items():
                 _unwrap(self.acc, obj).load_state_dict(state[name])
-            loop = state.get("_loop", {})
             self.step = int(loop.get("step", step))
             self.extra = dict(loop.get("extra", {}))
             self.resumed_from = str(folder)
@@ -172,13 +182,29 @@ class Run:
         if self.is_main:
             if self.mode == "overwrite":
                 self.folder.clear()
-            write_json(self.out_dir / "config.json", config_dict(cfg))
+            if self.mode == "resume":
+                for dropped in self.checkpointer.drop_after(self.step):
+                    self.acc.print(f"removed {dropped}: newer than the resumed step, an abandoned continuation")
+            write_json(self.out_dir / "config.json", saved_config(cfg))
         self.acc.wait_for_everyone()
         self.tracker = Tracker(self.out_dir, enabled=self.is_main,
                                resumed_step=self.step if self.mode == "resume" else None)
         self._restored = True
         self._t0 = time.time()
         return self.step
+
+    def _setup(self) -> dict[str, Any]:
+        """What a checkpoint's numbers depend on beyond the flags: the process count and the precision in use."""
+        return {"world_size": self.world_size, "mixed_precision": str(self.acc.mixed_precision)}
+
+    def _check_resumed_setup(self, folder: Path, loop: Mapping[str, Any]) -> None:
+        saved = loop.get("setup", {})
+        now = self._setup()
+        changed = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
+        if changed:
+            raise ValueError(f"--resume from {folder} with another setup ({'; '.join(changed)}): the data partition, "
+                             "batch and precision would differ from the run's; resume with the same number of "
+                             "processes and mixed precision")
 
     def _check_resumed_config(self) -> None:
         path = self.out_dir / "config.json"
@@ -290,7 +316,7 @@ class Run:
     def save(self) -> Path:
         """Checkpoint everything given to :meth:`restore`, at the current step (every process calls it)."""
         state = {name: _unwrap(self.acc, obj).state_dict() for name, obj in self._objects.items()}
-        state["_loop"] = {"step": self.step, "extra": self.extra}
+        state["_loop"] = {"step": self.step, "extra": self.extra, "setup": self._setup()}
         return self.checkpointer.save(self.step, state)
 
     def write_json(self, name: str, obj: Any) -> Path | None:
@@ -336,7 +362,7 @@ def cli(main: Any, prog: str) -> None:
 
     try:
         main()
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, RunFolderError, CheckpointError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, RunFolderError, CheckpointError) as err:
         if os.environ.get("NDA_TRACEBACK"):
             raise
         print(f"{prog}: error: {err} (NDA_TRACEBACK=1 shows the traceback)", file=sys.stderr)

@@ -33,6 +33,7 @@ class Tracker:
         self.path = Path(run_dir) / "metrics.csv"
         self._writer = None
         self._rows: dict[int, dict[str, Any]] = {}
+        self._keys: list[str] = ["step"]
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,19 +49,27 @@ class Tracker:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                # purge_step: events the interrupted run wrote after the checkpoint are dropped, as rows are
+                self._writer = SummaryWriter(str(Path(run_dir) / "tensorboard"),
+                                             purge_step=None if resumed_step is None else resumed_step + 1)
             except Exception:  # tensorboard not installed: CSV only
                 self._writer = None
 
     def log(self, values: Mapping[str, float], step: int) -> None:
         if not self.enabled:
             return
-        row = self._rows.setdefault(int(step), {"step": int(step)})
+        step = int(step)
+        new_row = step not in self._rows and (not self._rows or step > max(self._rows))
+        row = self._rows.setdefault(step, {"step": step})
         row.update({k: float(v) for k, v in values.items()})
         if self._writer is not None:
             for key, value in values.items():
                 self._writer.add_scalar(key, float(value), step)
-        self._rewrite()
+        if new_row and set(row) <= set(self._keys):  # the common case: one more line with known columns
+            with open(self.path, "a", newline="") as fh:
+                csv.DictWriter(fh, fieldnames=self._keys, restval="").writerow(row)
+        else:
+            self._rewrite()
 
     def _rewrite(self) -> None:
         keys: list[str] = ["step"]
@@ -72,6 +81,7 @@ class Tracker:
             writer.writeheader()
             writer.writerows(self._rows[s] for s in sorted(self._rows))
         os.replace(tmp, self.path)
+        self._keys = keys
 
     @property
     def rows(self) -> list[dict[str, Any]]:

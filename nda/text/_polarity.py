@@ -226,7 +226,10 @@ class PolarityEditor:
         for c, w in enumerate(low):
             if w not in _NEG_CUES or (w == "not" and c + 1 < n and low[c + 1] == "only"):
                 continue
-            targets = [j for j in range(c + 1, min(n, c + 1 + _SCOPE)) if clause[j] == clause[c] and senti[j]]
+            # a cue's scope ends at the next cue: "not good and not funny" has two negated opinions
+            stop = next((j for j in range(c + 1, n) if low[j] in _NEG_CUES
+                         and not (low[j] == "not" and j + 1 < n and low[j + 1] == "only")), n)
+            targets = [j for j in range(c + 1, min(stop, c + 1 + _SCOPE)) if clause[j] == clause[c] and senti[j]]
             targets = [j for j in targets if j not in handled]
             if not targets:
                 continue

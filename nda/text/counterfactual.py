@@ -203,7 +203,7 @@ class Counterfactual(Negative):
         if label_list is not None and mapping is None:
             raise ValueError("labels were given but label_map is None; pass label_map='sentiment', 'nli' or a dict")
         strategy = self.resolve_strategy(mapping, labelled=label_list is not None)
-        if strategy == "polarity" and label_list is not None and mapping is LABEL_MAPS["sentiment"]:
+        if strategy == "polarity" and label_list is not None and _is_sentiment(mapping):
             sources = [_label_polarity(lab) for lab in label_list]  # label-aware: flip what disagrees with the target
         else:
             sources = [None] * len(texts)
@@ -235,12 +235,12 @@ class Counterfactual(Negative):
         if self.strategy != "auto":
             return self.strategy
         mapping = self._map if mapping is None else mapping
-        return "polarity" if labelled and mapping is LABEL_MAPS["sentiment"] else "rules"
+        return "polarity" if labelled and _is_sentiment(mapping) else "rules"
 
     def edit(self, text: str, strategy: str | None = None, source: str | None = None) -> str | None:
         """The counterfactual of one text, or ``None`` when no rule applies (``strategy``: this one's by default;
         ``source``: ``"+"``/``"-"``, the polarity of its sentiment label, for the label-aware ``polarity`` edit)."""
-        strategy = self.resolve_strategy() if strategy is None else strategy
+        strategy = self.resolve_strategy(labelled=source is not None) if strategy is None else strategy
         parts = _SENTENCE.split(text)
         changed = 0
         if strategy == "polarity" and self.min_coverage > 0:  # count the opinions no rule could flip
@@ -271,7 +271,7 @@ class Counterfactual(Negative):
         """The function that edits one sentence under ``strategy`` (this one's by default): returns the edited
         sentence or ``None``. Texts are split into sentences first (``edit``); measurement scripts use this to
         count edited sentences."""
-        strategy = self.resolve_strategy() if strategy is None else strategy
+        strategy = self.resolve_strategy(labelled=source is not None) if strategy is None else strategy
         if strategy == "polarity":
             return functools.partial(self._polarity_editor().edit_sentence, source=source)
         if strategy != "rules":
@@ -392,3 +392,8 @@ def _flip_label(label: Any, mapping: Mapping[Any, Any]) -> Any:
                 return new[:1].upper() + new[1:]
             return new
     return None
+
+
+def _is_sentiment(mapping: Mapping[Any, Any] | None) -> bool:
+    """The sentiment label map, however it was passed (the name, the built-in dict or an equal copy)."""
+    return mapping is not None and dict(mapping) == LABEL_MAPS["sentiment"]

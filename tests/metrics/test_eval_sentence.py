@@ -329,3 +329,19 @@ def test_eval_sts_shortcut_agrees_with_the_suite(data, tmp_path):
     short = eval_sts(["--model", "tiny-random", "--sts-data", str(folder), "--out-dir", str(tmp_path / "o"), "--device", "cpu"])
     suite = _run(data, tmp_path, "--models", "tiny-random", "--tasks", "STS-B")
     assert short["sts_test_spearman"] == pytest.approx(suite["rows"][0]["metrics"]["STS-B"]["spearman"], abs=1e-6)
+
+
+def test_model_identity_follows_file_contents_not_mtimes(tmp_path):
+    import os
+
+    from nda.metrics.sentence_encoders import _fingerprint
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    weights = folder / "model.safetensors"
+    weights.write_bytes(b"a" * 64)
+    before = _fingerprint(folder)
+    stat = weights.stat()
+    weights.write_bytes(b"b" * 64)  # retrained: same size
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored, as cp -p / rsync -a do
+    assert _fingerprint(folder) != before

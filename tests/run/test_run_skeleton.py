@@ -313,3 +313,100 @@ def test_derive_seed_is_distinct_across_rank_step_stream():
 def test_parse_config_rejects_non_finite_floats():
     with pytest.raises(SystemExit):
         parse_config(ToyConfig, ["--lr", "inf"])
+
+
+# ------------------------------------------------------------------------------ review regressions
+def test_a_real_write_failure_is_a_checkpoint_error_and_leaves_no_temp(tmp_path):
+    import resource
+    import signal
+
+    ckpt = Checkpointer(tmp_path, keep=2)
+    ckpt.save(1, {"w": torch.ones(3)})
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, hard))
+    try:  # safetensors raises its own error type (not OSError) when the file cannot be written
+        with pytest.raises(CheckpointError, match=r"step_00000002.*step_00000001 is intact"):
+            ckpt.save(2, {"w": torch.zeros(1_000_000)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert [p.name for p in ckpt.completed()] == ["step_00000001"]
+    assert not list((tmp_path / "checkpoints").glob(".tmp*"))
+
+
+def test_overwrite_refuses_a_folder_that_holds_no_run(tmp_path):
+    folder = tmp_path / "thesis"
+    (folder / ".git").mkdir(parents=True)
+    (folder / "thesis.tex").write_text("years of work")
+    with pytest.raises(RunFolderError, match="holds no run|but no run"):
+        toy_run(folder, "--overwrite")
+    assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+def test_resume_from_another_runs_checkpoint_is_refused(tmp_path):
+    toy_run(tmp_path / "a", steps=4)
+    toy_run(tmp_path / "b", steps=4)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this run"):
+        toy_run(tmp_path / "b", "--resume", str(tmp_path / "a" / "checkpoints" / "step_00000004"), steps=8)
+
+
+def test_saved_config_never_deletes_or_continues_a_run_by_itself(tmp_path):
+    toy_run(tmp_path / "a", steps=2)
+    toy_run(tmp_path / "a", "--overwrite", steps=2)
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert "overwrite" not in saved and "resume" not in saved
+    legacy = {**saved, "overwrite": True, "resume": "latest"}
+    (tmp_path / "old.json").write_text(json.dumps(legacy))
+    cfg = parse_config(ToyConfig, ["--config", str(tmp_path / "old.json")])
+    assert cfg.overwrite is False and cfg.resume is None
+
+
+class TwoProcessAccelerator(FakeAccelerator):
+    num_processes = 2
+
+
+def test_resume_with_another_process_count_is_refused(tmp_path):
+    toy_run(tmp_path / "r", steps=2)
+    cfg = parse_config(ToyConfig, ["--out-dir", str(tmp_path / "r"), "--resume", "--steps", "4"])
+    with Run(cfg, TwoProcessAccelerator()) as run:
+        model = torch.nn.Linear(4, 1)
+        with pytest.raises(ValueError, match="world_size 1 -> 2"):
+            run.restore(model=model, opt=torch.optim.Adam(model.parameters()))
+
+
+def test_resuming_an_older_checkpoint_drops_the_abandoned_newer_ones(tmp_path):
+    toy_run(tmp_path / "r", "--keep-checkpoints", "3", steps=6)  # checkpoints 2, 4, 6
+    older = tmp_path / "r" / "checkpoints" / "step_00000002"
+    rows = toy_run(tmp_path / "r", "--keep-checkpoints", "3", "--resume", str(older), steps=6)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [p.name for p in Checkpointer(tmp_path / "r").completed()] == ["step_00000002", "step_00000004",
+                                                                         "step_00000006"]
+
+
+def test_load_model_calls_only_module_classes(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("safe")
+    (tmp_path / "model.json").write_text(json.dumps({"factory": "nda.run.run.write_json",
+                                                    "kwargs": {"path": str(victim), "obj": "overwritten"}}))
+    with pytest.raises(ValueError, match="not a torch.nn.Module class"):
+        load_model(tmp_path)
+    assert victim.read_text() == "safe"
+
+
+def test_two_tensors_with_one_key_are_refused():
+    with pytest.raises(TypeError, match="two tensors map to the key 'a.b'"):
+        pack_state({"a.b": torch.ones(1), "a": {"b": torch.zeros(1)}})
+
+
+def test_a_live_run_is_named_even_for_a_fresh_invocation(tmp_path):
+    folder = tmp_path / "r"
+    toy_run(folder, steps=2)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match=rf"in use by a live run \(pid {proc.pid}"):
+            toy_run(folder, steps=2)
+    finally:
+        proc.kill()
+        proc.wait()

@@ -147,3 +147,36 @@ def test_two_process_finetune_interrupted_and_resumed_is_exact(data, tmp_path):
     res = json.loads((tmp_path / "cut" / "results.json").read_text())
     assert res["run"]["processes"] == 2 and res["run"]["resumed_from"].endswith("step_00000004")
     assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "cut" / "metrics.csv").read_text()
+
+
+def test_review_regressions_pairs_identical_partners_and_missing_model(data, tmp_path):
+    nli = _write(tmp_path / "nli.tsv", [("A man sleeps.", "A man is awake.", "contradiction")],
+                 header=("sentence1", "sentence2", "gold_label"))
+    with pytest.raises(ValueError, match="sentence-pair file"):
+        load_labeled_texts(nli, label_map="nli")
+    paired = _write(tmp_path / "paired.tsv", [("Positive", "same text", "7"), ("Negative", "same text", "7")],
+                    header=("Sentiment", "Text", "batch_id"))
+    assert load_counterfactual_pairs(paired) == {"same text": []}  # not a counterfactual: no contradiction added
+    classify = _main(None)
+    good = tmp_path / "good"
+    classify.main(["--train", str(data["train"]), "--eval", f"dev={data['dev']}", "--model", "tiny-random",
+                   "--out-dir", str(good), "--cache-dir", str(tmp_path / "cache"), "--progress", "false"])
+    before = sorted(p.name for p in good.iterdir())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        classify.main(["--train", str(data["train"]), "--model", str(tmp_path / "nope"), "--overwrite",
+                       "--out-dir", str(good)])
+    assert sorted(p.name for p in good.iterdir()) == before  # the good run is untouched
+
+
+def test_probe_groups_keep_an_original_and_its_counterfactual_in_one_fold():
+    import numpy as np
+
+    from nda.metrics.probe import logistic_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4))
+    y = np.array([0, 1] * 20)
+    res = logistic_probe(x, y, {}, seed=0, groups=[i // 2 for i in range(40)])
+    assert res.cv_accuracy and res.C in res.cv_accuracy
+    with pytest.raises(ValueError, match="groups has 3 entries"):
+        logistic_probe(x, y, {}, groups=[0, 1, 2])

@@ -74,6 +74,7 @@ def test_two_process_interrupted_and_resumed_run_equals_uninterrupted(tmp_path):
     res_a, res_b = json.loads((a / "results.json").read_text()), json.loads((b / "results.json").read_text())
     assert res_a["run"]["processes"] == res_b["run"]["processes"] == 2
     assert stopped_results["run"]["stopped_early"] and stopped_results["run"]["steps"] == 5
+    assert "models" not in stopped_results  # a time-limited stop leaves the final models to the resumed run
     # the fault injection did kill it after step 15 (torchrun reports the child's exit code 75 as a failure)
     assert killed.returncode != 0 and "NDA_FAULT_AT_STEP=15" in killed.stdout + killed.stderr, killed.stderr[-3000:]
     assert res_b["run"]["resumed_from"].endswith("step_00000010") and res_b["run"]["steps"] == 20

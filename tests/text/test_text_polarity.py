@@ -244,3 +244,18 @@ def test_min_coverage_rejects_partial_flips():
     for bad in (-0.1, 1.5, "high", True):
         with pytest.raises(ValueError, match="min_coverage"):
             Counterfactual(min_coverage=bad)
+
+
+def test_every_negated_opinion_of_a_clause_flips():
+    # regression: the first cue's scope swallowed the second negated opinion ("... and not funny" stayed)
+    r = Counterfactual()(["This film is not good and not funny."], labels=[0])
+    assert r.texts == ["This film is good and funny."] and r.labels == [1]
+
+
+def test_an_equal_copy_of_the_sentiment_map_selects_polarity_too():
+    from nda.text.counterfactual import LABEL_MAPS
+
+    text = ["The acting is terrible and the plot is boring."]
+    by_name = Counterfactual()(text, labels=[0]).texts
+    by_copy = Counterfactual()(text, labels=[0], label_map=dict(LABEL_MAPS["sentiment"])).texts
+    assert by_name == by_copy == ["The acting is great and the plot is exciting."]
