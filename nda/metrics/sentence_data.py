@@ -15,9 +15,7 @@ STS-B itself is read by :func:`nda.metrics.sts.load_sts`.
 
 from __future__ import annotations
 
-import csv
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,25 +173,13 @@ def load_labelled_pairs(path: str | os.PathLike, columns: tuple[int, int, int] =
     return LabelledPairs(s1, s2, labels, source=str(path))
 
 
-def load_labelled_texts(
-    path: str | os.PathLike, text_column: str = "Text", label_column: str = "Sentiment", positive: str = "Positive",
-    negative: str = "Negative",
-) -> tuple[list[str], list[int]]:
-    """Texts and 0/1 labels from a tab-separated file with a header and CSV quoting (CAD's
-    ``sentiment/{orig,new}/{train,dev}.tsv``): ``positive`` -> 1, ``negative`` -> 0."""
-    path = Path(path)
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh, delimiter="\t")
-        if reader.fieldnames is None or text_column not in reader.fieldnames or label_column not in reader.fieldnames:
-            raise ValueError(f"{path}: needs columns {text_column!r} and {label_column!r}, got {reader.fieldnames}")
-        texts, labels = [], []
-        for lineno, row in enumerate(reader, start=2):
-            value = (row[label_column] or "").strip()
-            if value not in (positive, negative):
-                raise ValueError(f"{path}:{lineno}: {label_column} {value!r} is neither {positive!r} nor {negative!r}")
-            texts.append(row[text_column])
-            labels.append(int(value == positive))
-    if not texts:
+def load_labelled_texts(path: str | os.PathLike) -> tuple[list[str], list[int]]:
+    """Texts and 0/1 sentiment labels of a CAD-style ``Sentiment<TAB>Text`` file, read by the one labelled-text
+    loader the classifier job uses too (:func:`nda.data.labeled_text.load_labeled_texts`: CSV quoting, HTML line
+    breaks removed, an unknown label is an error naming the line)."""
+    from nda.data.labeled_text import load_labeled_texts
+
+    data = load_labeled_texts(path, label_map="sentiment")
+    if not data.texts:
         raise ValueError(f"{path}: no rows")
-    return texts, labels
+    return data.texts, data.labels

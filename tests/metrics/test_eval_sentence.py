@@ -271,7 +271,7 @@ def test_bad_files_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="label"):
         load_labelled_pairs(bad)
     bad.write_text("Sentiment\tText\nMaybe\tfoo\n")
-    with pytest.raises(ValueError, match="Sentiment"):
+    with pytest.raises(ValueError, match="unknown sentiment label 'Maybe'"):
         load_labelled_texts(bad)
 
 
