@@ -91,12 +91,27 @@ done
 while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
 [ "$failed" = 0 ] || { echo "some runs failed: not evaluating" >&2; exit 1; }
 
-MODELS=$(for name in $CONFIGS; do for seed in $SEEDS; do printf '%s,' "$OUT/runs/${name}_s$seed"; done; done)
-"$PY" tasks/eval_sentence.py --models "${MODELS%,}" --floor "$MODEL" --tasks "$EVAL_TASKS" \
-  --max-length "$EVAL_MAX_LENGTH" --device "$DEVICE" \
-  --sts "$DATA/senteval/STS" --stsb "$DATA/stsbenchmark/sts-test.csv" --sick "$DATA/senteval/SICK/SICK.txt" \
-  --cannot "$DATA/cannot/sem_anto_neg.tsv" --paws "$DATA/paws-wiki/dev.tsv" --cad "$DATA/cad" --progress false --out "$OUT/eval" > "$OUT/eval.log" 2>&1 \
-  || { echo "evaluation failed, see $OUT/eval.log" >&2; exit 1; }
+RUN_DIRS=(); for name in $CONFIGS; do for seed in $SEEDS; do RUN_DIRS+=("$OUT/runs/${name}_s$seed"); done; done
+evaluate() {  # out floor(yes|no) models... : one eval_sentence process (same flags for every model and process)
+  local out="$1" floor=(); [ "$2" = yes ] && floor=(--floor "$MODEL"); shift 2
+  "${NICE[@]}" "$PY" tasks/eval_sentence.py --models "$(IFS=,; echo "$*")" "${floor[@]}" --tasks "$EVAL_TASKS" \
+    --max-length "$EVAL_MAX_LENGTH" --device "$DEVICE" \
+    --sts "$DATA/senteval/STS" --stsb "$DATA/stsbenchmark/sts-test.csv" --sick "$DATA/senteval/SICK/SICK.txt" \
+    --cannot "$DATA/cannot/sem_anto_neg.tsv" --paws "$DATA/paws-wiki/dev.tsv" --cad "$DATA/cad" --progress false \
+    --out "$out" > "$out.log" 2>&1 || { echo "evaluation failed, see $out.log" >&2; return 1; }
+}
+# Encoding ~40k texts per model dominates the evaluation: with PARALLEL > 1, PARALLEL processes first encode
+# disjoint shares of the models into the embedding cache (keyed on each model's content), then one process
+# scores every model from that cache and writes the one table.
+if [ "$PARALLEL" -gt 1 ] && [ "${#RUN_DIRS[@]}" -gt 1 ]; then
+  pids=()
+  for ((part = 0; part < PARALLEL; part++)); do
+    share=(); for ((i = part; i < ${#RUN_DIRS[@]}; i += PARALLEL)); do share+=("${RUN_DIRS[$i]}"); done
+    [ "${#share[@]}" -gt 0 ] && { evaluate "$OUT/eval_encode_$part" "$([ $part = 0 ] && echo yes || echo no)" "${share[@]}" & pids+=($!); }
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
+fi
+evaluate "$OUT/eval" yes "${RUN_DIRS[@]}" || exit 1
 
 "$PY" - "$OUT" "$(( $(date +%s) - START ))" "$CONFIGS" <<'PYEOF'
 import json, statistics, sys
@@ -141,7 +156,7 @@ c = groups and next(iter(groups.values()))[0][0]
 setup = (f"model {c['model']}, unsupervised SimCSE on {c['train_file']} ({c['steps']} steps x batch {c['batch_size']}, "
          f"lr {c['lr']}, max_length {c['max_length']}, temperature {c['temperature']}, K={c['nda_k']}, "
          f"{'CPU' if c['cpu'] else 'GPU, ' + str(c['mixed_precision'])}); "
-         f"eval max_length {ev['config'].get('max_length')}; wall-clock {wall} s") if c else ""
+         f"eval max_length {ev['config'].get('max_length')}; wall-clock of this invocation {wall} s (runs finished by an earlier invocation are reused, not counted)") if c else ""
 md = "# Sentence evidence: soft-negative objectives\n\n" + setup + "\n\n" + "\n".join(lines) + \
      "\n\nmean ± sd over seeds, all x100; full per-model table with every column: eval.md\n"
 (out / "summary.md").write_text(md)
