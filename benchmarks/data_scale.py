@@ -245,7 +245,7 @@ CHILDREN = {"images": child_images, "decode": child_decode, "hash": child_hash, 
             "randperm": child_randperm}
 
 
-def run_child(spec: dict, nice: bool = False) -> dict:
+def run_child(spec: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", json.dumps(spec)]
     env = dict(os.environ, OMP_NUM_THREADS="1", TQDM_DISABLE="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -144,10 +144,10 @@ def main() -> None:
         flip[f"imdb_orig_{split}"] = {"n": len(rows), "flip_rate": r.flip_rate, "labels_flipped_correctly": ok}
         # finer: share of the sentences of a review that a rule edits (a review is "flipped" if any is)
         sent_shares = []
+        edit_sentence = cf.sentence_editor()
         for x in rows:
             sents = [t for t in _SENTENCE.split(x["Text"])[0::2] if t.strip()]
             if sents:
-                edit_sentence = cf.sentence_editor()
                 sent_shares.append(sum(edit_sentence(t) is not None for t in sents) / len(sents))
         flip[f"imdb_orig_{split}"]["sentences_edited_share"] = sum(sent_shares) / max(len(sent_shares), 1)
         one = Counterfactual("sentiment", max_edits=1)([x["Text"] for x in rows], labels=[x["Sentiment"] for x in rows])

@@ -212,6 +212,7 @@ def main() -> None:
 
     # 2. cross-validation over the training pairs -------------------------------------------------
     cv: dict[str, dict[str, object]] = {}
+    n_pairs: int | str = "?"
     if not args.no_cv:
         pairs = load_pairs(root, "train")
         texts_o = [p[0] for p in pairs]
@@ -242,7 +243,7 @@ def main() -> None:
                     correct = fit_eval(x, y, fold_tests, args.C)
                     for t, c in correct.items():
                         scores.setdefault(name, {}).setdefault(f"{t}@{seed}", []).append(float(c.sum()))
-        n = len(pairs)
+        n = n_pairs = len(pairs)
         for name, per in scores.items():
             out: dict[str, object] = {}
             for t in ("orig", "human cf"):
@@ -252,13 +253,12 @@ def main() -> None:
             print("cv", name, {t: round(v["mean"] * 100, 2) for t, v in out.items()}, flush=True)
 
     order = list(conditions)
-    order = [k for k in order if k in dev]
     result = {"encoder": args.encoder, "C": args.C, "folds": args.folds, "seeds": args.seeds,
               "strategies": {s: {k: v for k, v in a.items() if k in ("flip_rate", "seconds", "words_changed")} for s, a in autos.items()},
               "dev": dev, "cv": cv}
     lines = [f"Frozen {Path(args.encoder).name if '/' in args.encoder else args.encoder} + logistic regression (C={args.C}); "
              "accuracy in %. dev: orig/dev and new/dev (245 each; [95% bootstrap CI]); "
-             f"cv: {args.folds}-fold CV over the {len(load_pairs(root, 'train')) if not args.no_cv else '?'} training pairs, "
+             f"cv: {args.folds}-fold CV over the {n_pairs} training pairs, "
              f"mean (std) over fold seeds {args.seeds}.", "",
              "| training data | n train | dev: originals | dev: human CF | cv: originals | cv: human CF |",
              "|---|---:|---:|---:|---:|---:|"]

@@ -29,11 +29,17 @@ from pathlib import Path
 import torch
 
 import nda
-from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactual_pairs, load_labeled_texts,
-                                   subset_per_class)
+from nda.data.labeled_text import (
+    LABEL_NAMES,
+    LabeledTexts,
+    load_counterfactual_pairs,
+    load_labeled_texts,
+    subset_per_class,
+)
 from nda.run import Run, RunConfig, cli, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
 from nda.run.run import make_accelerator
+from nda.run.schedule import set_lr, warmup_lr
 
 
 @dataclass
@@ -81,9 +87,6 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
         raise ValueError("--train is required (a .tsv/.csv file, a SentEval folder or hf:<name>)")
     if not 0.0 < cfg.augment_ratio <= 1.0:
         raise ValueError(f"--augment-ratio must be in (0, 1], got {cfg.augment_ratio}")
-    for aug in cfg.augment:
-        if aug != "none" and not aug.startswith("human:"):
-            build_counterfactual(cfg.counterfactual if aug == "counterfactual" else aug)  # a clear error now
     for size in cfg.train_size:
         if size != "all" and not (size.isdigit() and int(size) > 0):
             raise ValueError(f"--train-size must be positive ints or 'all', got {size!r}")
@@ -169,7 +172,7 @@ class CachedEncoder:
     under the model's identity (the evaluation suite's cache, so both jobs share it)."""
 
     def __init__(self, cfg: ClassifyConfig) -> None:
-        from nda.data.images import default_cache_dir
+        from nda.data.cache import default_cache_dir
         from nda.metrics.sentence_encoders import load_sentence_model
         from nda.metrics.sentence_eval import EmbeddingCache
 
@@ -271,8 +274,7 @@ def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict
         return out
 
     for step in run.loop():
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
+        set_lr(opt, lr_at(step, cfg))
         for micro in range(cfg.grad_accum):
             idx = run.batch_indices(step * cfg.grad_accum + micro, len(texts), cfg.batch_size)
             features = core.tokenize([texts[i] for i in idx.tolist()], device=run.device)
@@ -304,9 +306,7 @@ def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict
 
 def lr_at(step: int, cfg: ClassifyConfig) -> float:
     """Linear warmup over ``warmup_steps``, then linear decay to 0 at ``steps``: a pure function of the step."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup_steps))
+    return warmup_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, "linear")
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -340,8 +340,8 @@ def markdown(summary: list[dict], eval_names: list[str], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = validate(parse_config(ClassifyConfig, argv))
-    negatives = {how: build_counterfactual(cfg.counterfactual if how == "counterfactual" else how)
-                 for how in cfg.augment if how != "none" and not how.startswith("human:")}
+    negatives = {how: build_counterfactual(cfg.counterfactual if how == "counterfactual" else how)  # bad specs fail
+                 for how in cfg.augment if how != "none" and not how.startswith("human:")}  # here, before any loading
     train = load_labeled_texts(cfg.train, cfg.train_split, cfg.label_map)
     evals = {name: load_labeled_texts(src, split, cfg.label_map) for name, (src, split) in parse_eval_specs(cfg.eval).items()}
     for how in cfg.augment:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from nda.metrics.sentence_eval import DEFAULT_PATHS, TASKS
 from nda.run import cli, parse_config
+from nda.run.config import check_choice, check_positive
 
 
 @dataclass
@@ -62,12 +63,9 @@ def check_config(cfg: EvalSentenceConfig) -> None:
     unknown = [t for t in cfg.tasks if t not in TASKS]
     if unknown or not cfg.tasks:
         raise ValueError(f"--tasks must be a non-empty subset of {','.join(TASKS)}, got {cfg.tasks}")
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"--backend must be one of {BACKENDS}, got {cfg.backend!r}")
-    if cfg.pooling not in ("auto", "cls", "mean"):
-        raise ValueError(f"--pooling must be auto, cls or mean, got {cfg.pooling!r}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    check_choice(cfg, "backend", BACKENDS)
+    check_choice(cfg, "pooling", ("auto", "cls", "mean"))
+    check_positive(cfg, "batch_size")
     if cfg.probe_c is not None and not cfg.probe_c > 0:
         raise ValueError(f"--probe-c must be > 0, got {cfg.probe_c}")
 
@@ -93,7 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
     check_config(cfg)
 
     from nda.metrics.sentence_encoders import load_sentence_model, resolve_device
-    from nda.metrics.sentence_eval import EmbeddingCache, embed_suite, load_suite, results_markdown, score_suite
+    from nda.metrics.sentence_eval import (
+        EmbeddingCache,
+        embed_suite,
+        load_suite,
+        results_markdown,
+        score_suite,
+    )
     from nda.reporting import save_report
 
     t_start = time.perf_counter()

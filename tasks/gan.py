@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
         opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
         G, D, opt_g, opt_d = acc.prepare(G, D, opt_g, opt_d)
         run.restore(G=G, D=D, opt_g=opt_g, opt_d=opt_d, ema=ema)  # config.json now; --resume loads here
-        start_step, t0 = run.step, time.time()
+        start_step = run.step
 
         fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(1234)).to(run.device)
         fixed_y = (torch.arange(64) % num_classes).to(run.device) if num_classes else None
@@ -209,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
             opt_g.step()
             ema.update(acc.unwrap_model(G))
             if run.log_due:  # one all-reduce of every logged scalar, then one host copy
-                run.log({**parts, "elapsed_s": time.time() - t0})  # elapsed_s: this session's seconds
+                run.log({**parts, "elapsed_s": run.elapsed_s})  # elapsed_s: this session's seconds
             if run.every(cfg.sample_every or cfg.checkpoint_every):
                 save_grid(run, step + 1, ema.model, fixed_z, fixed_y)
             if run.every(cfg.eval_every) and step + 1 < cfg.steps:

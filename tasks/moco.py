@@ -30,7 +30,6 @@ Outputs in ``--out-dir``: ``config.json``, ``metrics.csv`` (+ TensorBoard), ``ch
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -39,10 +38,22 @@ import torch
 import nda
 from nda.distributed import concat_all_gather
 from nda.models.moco import BN_MODES, MoCo, available_archs, check_queue_config
-from nda.models.moco_step import NDA_SOURCES, STAT_NAMES, enqueue_keys, moco_step, step_stats
+from nda.models.moco_step import (
+    NDA_SOURCES,
+    STAT_NAMES,
+    enqueue_keys,
+    moco_step,
+    step_stats,
+)
 from nda.objectives.contrastive import ContrastiveNegativeLoss
 from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
-from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
+from nda.run.config import (
+    check_choice,
+    check_finite,
+    check_non_negative,
+    check_positive,
+)
+from nda.run.schedule import set_lr, warmup_lr
 from nda.vision.augment import MoCoV2Augment
 
 
@@ -138,10 +149,7 @@ def check_world(cfg: MoCoConfig, world: int, device: torch.device, nda_k: int) -
 
 def lr_at(step: int, cfg: MoCoConfig) -> float:
     """Linear warm-up, then cosine decay to 0 at ``cfg.steps``: a pure function of the step (nothing to checkpoint)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return warmup_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, "cosine")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -157,7 +165,11 @@ def main(argv: list[str] | None = None) -> dict:
     with Run(cfg, acc, job="moco") as run:
         # ----------------------------------------------------------------------------------- data
         from nda.data.images import load_images
-        from nda.metrics.representation import extract_features, knn_accuracy, linear_probe
+        from nda.metrics.representation import (
+            extract_features,
+            knn_accuracy,
+            linear_probe,
+        )
 
         with acc.main_process_first():  # decode once, the other ranks read the cache
             train = load_images(cfg.data, "train", cfg.image_size, cfg.channels, cfg.train_limit, cfg.cache_dir)
@@ -191,8 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0, monitor_seconds = time.time(), 0.0
         model.train()
         for step in run.loop():
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, cfg)
+            set_lr(optimizer, lr_at(step, cfg))
             moco.momentum_update()  # k = m k + (1 - m) q, before this step's keys (as in MoCo)
             stats = torch.zeros(len(STAT_NAMES), device=device) if run.log_due else None
             for micro in range(cfg.grad_accum):

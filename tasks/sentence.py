@@ -30,7 +30,13 @@ import torch
 
 import nda
 from nda.run import Run, RunConfig, cli, make_accelerator, parse_config
-from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
+from nda.run.config import (
+    check_choice,
+    check_finite,
+    check_non_negative,
+    check_positive,
+)
+from nda.run.schedule import set_lr, warmup_lr
 
 
 @dataclass
@@ -213,9 +219,7 @@ def load_eval(cfg: SentenceConfig) -> dict:
 
 def lr_at(cfg: SentenceConfig, step: int) -> float:
     """Linear warmup over ``--warmup-steps``, then linear decay to 0 at ``--steps``: a pure function of the step."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - cfg.warmup_steps))
+    return warmup_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, "linear")
 
 
 def make_criterion(cfg: SentenceConfig):
@@ -263,8 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
             results["initial"] = run.log(evaluate(("dev", "test")), step=0)
         model.train()  # from_pretrained returns eval mode; SimCSE's positives need dropout
         for step in run.loop():
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step)
+            set_lr(optimizer, lr_at(cfg, step))
             use = negative if negative is not None and uses_negatives(step, cfg.nda_every) else None
             sums = torch.zeros(5, device=acc.device)  # loss, info_nce, margin, top1, usable NDA fraction
             for micro in range(cfg.grad_accum):

@@ -64,6 +64,20 @@ def hash_file(path: str | os.PathLike) -> bytes:
     return h.digest()
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes: the published identity of weights and checkpoint files."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_READ_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$NDA_CACHE`` or ``~/.cache/nda``."""
+    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file and a rename, so readers see the old or the new file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

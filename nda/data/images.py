@@ -73,21 +73,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nda.data.cache import (
+    DigestMemo,
+    ResumableArray,
+    atomic_write_text,
+    check_npy,
+    default_cache_dir,
+    file_lock,
+    short_hash,
+    span_digest,
+)
 from nda.data.image_store import (
     IN_MEMORY_MAX_BYTES,
     ImageData,
     MappedImages,
     in_memory_max_bytes,
     resolve_reader,
-)
-from nda.data.cache import (
-    DigestMemo,
-    ResumableArray,
-    atomic_write_text,
-    check_npy,
-    file_lock,
-    short_hash,
-    span_digest,
 )
 
 __all__ = [
@@ -111,11 +112,6 @@ _CACHE_VERSION = 2
 _CHECK_SPAN = 1 << 20  # bytes spot-checked (digest) at each end of images.npy when a cache is opened
 _DIGITS_SPLIT_SEED = 1234
 _DIGITS_TEST_FRACTION = 0.2
-
-
-def default_cache_dir() -> Path:
-    """``$NDA_CACHE`` or ``~/.cache/nda``."""
-    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -65,10 +65,6 @@ class LabeledTexts:
         names = LABEL_NAMES[self.label_map]
         return {names[c]: self.labels.count(c) for c in range(len(names))}
 
-    def select(self, indices: list[int], name: str | None = None) -> LabeledTexts:
-        return LabeledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices],
-                            name or self.name, self.label_map, dict(self.meta))
-
 
 def parse_label(value: Any, label_map: str, where: str = "") -> int:
     """The label map's integer for one source label, or a ``ValueError`` naming it and ``where``."""

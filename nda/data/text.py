@@ -46,7 +46,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from nda.data.cache import DigestMemo, atomic_write_text, check_npy, file_lock, short_hash
+from nda.data.cache import (
+    DigestMemo,
+    atomic_write_text,
+    check_npy,
+    default_cache_dir,
+    file_lock,
+    short_hash,
+)
 
 __all__ = ["TEXT_IN_MEMORY_MAX_BYTES", "TextCorpus", "load_pairs", "load_sentences", "text_in_memory_max_bytes"]
 
@@ -66,10 +73,6 @@ def text_in_memory_max_bytes() -> int:
     if not raw.isdigit():
         raise ValueError(f"NDA_TEXT_IN_MEMORY_MAX_BYTES must be a non-negative integer (bytes), got {raw!r}")
     return int(raw)
-
-
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
 
 
 # ---------------------------------------------------------------------------------------------- corpus
@@ -224,7 +227,7 @@ def _load(source: Any, columns: Sequence[str], width: int, dedup: bool, limit: i
         raise TypeError(f"dedup must be a bool, got {type(dedup).__name__}")
     if in_memory not in (None, True, False):
         raise ValueError(f"in_memory must be True, False or None (by size), got {in_memory!r}")
-    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if hasattr(source, "column_names") and hasattr(source, "_fingerprint"):
         corpus = _load_hf(source, columns, width, dedup, cache)
     elif isinstance(source, (str, os.PathLike)):

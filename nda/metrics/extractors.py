@@ -22,7 +22,6 @@ its own resizing and normalisation; input is uint8 ``[0, 255]`` or float ``[-1, 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -33,6 +32,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from nda.data.cache import default_cache_dir, sha256_file
 
 __all__ = [
     "FeatureExtractor",
@@ -68,14 +69,6 @@ class FeatureExtractor(Protocol):
     dim: int
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _to_unit_rgb(images: torch.Tensor) -> torch.Tensor:
@@ -126,7 +119,7 @@ class CifarClassifierExtractor(_Extractor):
         self.dim = self.model.feature_dim
         # the hash of the file actually loaded (not the one recorded beside it): a retrained or swapped
         # weights file can never report numbers under the old name
-        self.weights_sha256 = _sha256_file(path)
+        self.weights_sha256 = sha256_file(path)
         self.name = f"cifar10-classifier@{self.weights_sha256[:8]}"
         self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
@@ -214,7 +207,7 @@ def convert_fid_torchscript(path: str | os.PathLike, expected_sha256: str | None
 
     path = Path(path)
     if expected_sha256 is not None:
-        digest = _sha256_file(path)
+        digest = sha256_file(path)
         if digest != expected_sha256:
             raise ValueError(
                 f"{path} has sha256 {digest}, expected {expected_sha256} (the FID Inception TorchScript of "
@@ -254,8 +247,6 @@ def _converted_state(path: Path, sha256: str, cache_dir: str | os.PathLike | Non
     from safetensors.torch import load_file, save_file
 
     if cache_dir is None:
-        from nda.data.images import default_cache_dir
-
         cache_dir = default_cache_dir()
     cached = Path(cache_dir) / "inception" / f"fid_inception_v3_from_{sha256[:16]}_v{_CONVERSION_VERSION}.safetensors"
     if cached.is_file():
@@ -354,7 +345,7 @@ class InceptionExtractor(_Extractor):
         if path is None:
             raise RuntimeError(_missing_weights_message())
         self.weights_path = path
-        self.weights_sha256 = _sha256_file(path)
+        self.weights_sha256 = sha256_file(path)
         if _is_torchscript(path):
             if self.weights_sha256 != FID_WHEEL_SHA256:
                 raise ValueError(

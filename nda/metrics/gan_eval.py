@@ -88,7 +88,8 @@ def discriminator_anomaly(
     scikit-learn's digits upscaled to the image size (another domain; ``include_digits``)."""
     from nda.data.corruptions import CORRUPTIONS, corrupt
     from nda.data.images import load_images, to_float
-    from nda.metrics.anomaly import anomaly_auroc
+    from nda.metrics.anomaly import auroc_table
+    from nda.objectives.anomaly import discriminator_anomaly_score
 
     if getattr(d_model, "num_classes", 0):
         return {"skipped": "anomaly scores need an unconditional discriminator (labels of OOD images are undefined)"}
@@ -98,13 +99,13 @@ def discriminator_anomaly(
     size = image_size or in_images.shape[-1]
 
     def scores(u8: torch.Tensor) -> torch.Tensor:
-        return torch.cat([-d_model(to_float(u8[i : i + batch_size].to(device))).float().cpu()
-                          for i in range(0, len(u8), batch_size)])
+        logits = (d_model(to_float(u8[i : i + batch_size].to(device))).float() for i in range(0, len(u8), batch_size))
+        return torch.cat([discriminator_anomaly_score(d).cpu() for d in logits])
 
     s_in = scores(in_images)
     ood = {f"{name} (severity {severity})": corrupt(in_images.to(device), name, severity, generator=gen)
            for name in CORRUPTIONS}
     if include_digits:
         ood["digits (upscaled)"] = load_images("digits", "all", image_size=size, channels=in_images.shape[1]).images
-    table = {name: float(anomaly_auroc(s_in, scores(x))) for name, x in ood.items()}
+    table = auroc_table(s_in, {name: scores(x) for name, x in ood.items()})
     return {"score": "-D(x), higher = more anomalous", "in": f"{in_name} ({len(in_images)} images)", "auroc": table}

@@ -148,7 +148,7 @@ def reference_stats(
     shape = tuple(int(s) for s in images.shape[1:])
     sha = images_sha256(images)
     if cache_dir is None:
-        from nda.data.images import default_cache_dir
+        from nda.data.cache import default_cache_dir
 
         cache_dir = default_cache_dir()
     path = Path(cache_dir) / "fid_stats" / f"{_slug(split)}_n{n}_{_slug(name)}_{_key(name, split, n, shape, sha)}.npz"

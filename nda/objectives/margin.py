@@ -53,6 +53,11 @@ def margin_delta(
     float32 with autocast off, so bf16/fp16 embeddings are safe.
     """
     _check_inputs(query, positive, negatives, None)
+    return _delta(query, positive, negatives, normalize)
+
+
+def _delta(query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """:func:`margin_delta` on inputs already checked (the loss checks once, then calls this)."""
     with torch.autocast(device_type=query.device.type, enabled=False):
         q, p, n = query.float(), positive.float(), negatives.float()
         if normalize:
@@ -91,7 +96,7 @@ def bidirectional_margin_loss(
     if alpha > beta:
         raise ValueError(f"alpha must be <= beta (the zero-loss band is [-beta, -alpha]), got alpha={alpha}, beta={beta}")
     _check_inputs(query, positive, negatives, negative_mask)
-    d = margin_delta(query, positive, negatives, normalize=normalize)
+    d = _delta(query, positive, negatives, normalize)
     with torch.autocast(device_type=d.device.type, enabled=False):
         per = F.relu(d + alpha) + F.relu(-d - beta)  # (B, K)
         if negative_mask is None:

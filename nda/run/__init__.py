@@ -11,6 +11,7 @@ otherwise be re-invented, subtly differently, in each job:
   (:func:`batch_indices`), per-step generators, per-step global seeding (dropout). Resume needs no RNG state;
 - :mod:`nda.run.checkpoint` -- checkpoints as safetensors + JSON (never unpickled), atomic, verified;
 - :mod:`nda.run.tracking` -- ``metrics.csv`` (+ TensorBoard), one row per step, idempotent on resume;
+- :mod:`nda.run.schedule` -- learning-rate schedules as pure functions of the step (:func:`warmup_lr`);
 - :mod:`nda.run.artifacts` -- final models saved with their constructor arguments, rebuilt without pickle;
 - :mod:`nda.run.run` -- :class:`Run`, the lifecycle: start (rules, lock) -> restore (config written only now,
   after everything was built) -> loop (checkpoints, agreed time limit) -> finish.

@@ -18,7 +18,6 @@ tensors, numbers, strings, booleans, ``None``, lists, tuples and dicts with ``st
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from nda.data.cache import sha256_file
 
 __all__ = ["CheckpointError", "Checkpointer", "pack_state", "unpack_state", "write_state", "read_state",
            "MANIFEST", "STATE_TENSORS", "STATE_JSON"]
@@ -121,7 +122,7 @@ def write_state(folder: str | os.PathLike, state: Mapping[str, Any], *, step: in
     skeleton, tensors = pack_state(dict(state))
     save_file(tensors, str(folder / STATE_TENSORS))
     (folder / STATE_JSON).write_text(json.dumps({"format": FORMAT, "step": int(step), "state": skeleton}))
-    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+    files = {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)}
              for name in (STATE_TENSORS, STATE_JSON)}
     (folder / MANIFEST).write_text(json.dumps({"format": FORMAT, "step": int(step), "files": files}, indent=1))
 
@@ -145,14 +146,6 @@ def read_state(folder: str | os.PathLike) -> tuple[int, dict[str, Any]]:
 def _step_of(folder: Path) -> int:
     tail = folder.name.split("_", 1)[-1]
     return int(tail) if tail.isdigit() else -1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(path: str | os.PathLike) -> int:
@@ -183,7 +176,7 @@ def verify(path: str | os.PathLike) -> int:
         file = folder / name
         if not file.is_file():
             raise CheckpointError(f"checkpoint {folder}: file {name} is missing")
-        if file.stat().st_size != info["bytes"] or _sha256(file) != info["sha256"]:
+        if file.stat().st_size != info["bytes"] or sha256_file(file) != info["sha256"]:
             raise CheckpointError(f"checkpoint {folder}: file {name} is truncated or corrupted (size/hash mismatch)")
     return step
 

@@ -274,7 +274,7 @@ class Run:
     def _out_of_time(self, at_log: bool) -> bool:
         if self.cfg.max_minutes is None:
             return False
-        late = time.time() - self._t0 > 60 * self.cfg.max_minutes
+        late = self.elapsed_s > 60 * self.cfg.max_minutes
         if self.world_size == 1:
             return late
         if not at_log:  # every process must take the same decision: agree at log steps only
@@ -329,7 +329,7 @@ class Run:
         out.setdefault("run", {
             "job": self.job, "steps": self.step, "steps_planned": self.cfg.steps, "stopped_early": self.stopped_early,
             "resumed_from": self.resumed_from, "processes": self.world_size, "device": str(self.device),
-            "mixed_precision": str(self.acc.mixed_precision), "seconds_this_session": round(time.time() - self._t0, 1),
+            "mixed_precision": str(self.acc.mixed_precision), "seconds_this_session": round(self.elapsed_s, 1),
         })
         self.write_json("results.json", out)
         if self.tracker is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from nda.data.labeled_text import load_counterfactual_pairs, load_labeled_texts, parse_label, subset_per_class
+from tasks import classify  # the repo root is on sys.path (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = ROOT / "tasks" / "classify.py"
@@ -35,17 +36,7 @@ def data(tmp_path):
     return {"train": _write(tmp_path / "train.tsv", train), "dev": _write(tmp_path / "dev.tsv", dev), "dir": tmp_path}
 
 
-def _main(argv):
-    sys.path.insert(0, str(ROOT / "tasks"))
-    try:
-        import classify
-    finally:
-        sys.path.pop(0)
-    return classify
-
-
 def test_probe_compares_augmentations_offline(data, tmp_path):
-    classify = _main(None)
     out = tmp_path / "run"
     res = classify.main(["--train", str(data["train"]), "--eval", f"dev={data['dev']}", "--model", "tiny-random",
                          "--augment", "none,counterfactual", "--train-size", "4,all", "--repeats", "2",
@@ -60,7 +51,6 @@ def test_probe_compares_augmentations_offline(data, tmp_path):
 
 
 def test_counterfactual_augmentation_adds_only_flipped_examples_with_flipped_labels(data):
-    classify = _main(None)
     train = load_labeled_texts(data["train"])
     cfg = classify.validate(classify.parse_config(classify.ClassifyConfig, ["--train", str(data["train"])]))
     negative = classify.build_counterfactual("counterfactual")
@@ -79,7 +69,6 @@ def test_counterfactual_augmentation_adds_only_flipped_examples_with_flipped_lab
 
 
 def test_non_flipping_counterfactual_spec_is_refused():
-    classify = _main(None)
     with pytest.raises(ValueError, match="must flip labels"):
         classify.build_counterfactual("token_shuffle")
     with pytest.raises(ValueError, match="text negatives are needed"):
@@ -96,7 +85,6 @@ def test_train_size_subsets_are_seeded_and_class_balanced(data):
 
 
 def test_human_paired_counterfactuals_match_the_chosen_originals(data, tmp_path):
-    classify = _main(None)
     pairs = [("Positive", "a good film 0", "1"), ("Negative", "a bad film 0 but no", "1"),
              ("Negative", "a bad film 1", "2"), ("Positive", "a fine film 1", "2")]
     paired = _write(tmp_path / "paired.tsv", pairs, header=("Sentiment", "Text", "batch_id"))
@@ -120,7 +108,6 @@ def test_bad_labels_and_label_maps_are_clear_errors(data, tmp_path):
     latin.write_bytes("Sentiment\tText\nPositive\tcaf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match="not UTF-8"):
         load_labeled_texts(latin)
-    classify = _main(None)
     with pytest.raises(ValueError, match="--label-map must be one of"):
         classify.main(["--train", str(data["train"]), "--label-map", "stars", "--out-dir", str(tmp_path / "x")])
     assert not (tmp_path / "x").exists()
@@ -157,7 +144,6 @@ def test_review_regressions_pairs_identical_partners_and_missing_model(data, tmp
     paired = _write(tmp_path / "paired.tsv", [("Positive", "same text", "7"), ("Negative", "same text", "7")],
                     header=("Sentiment", "Text", "batch_id"))
     assert load_counterfactual_pairs(paired) == {"same text": []}  # not a counterfactual: no contradiction added
-    classify = _main(None)
     good = tmp_path / "good"
     classify.main(["--train", str(data["train"]), "--eval", f"dev={data['dev']}", "--model", "tiny-random",
                    "--out-dir", str(good), "--cache-dir", str(tmp_path / "cache"), "--progress", "false"])

@@ -5,9 +5,7 @@ for bad flags and broken checkpoints, FID/KID and eval_gan on the saved models."
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,7 @@ import torch
 
 from nda.run import CheckpointError, RunFolderError
 from nda.run.checkpoint import read_state
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_task(name: str):
-    spec = importlib.util.spec_from_file_location(f"_task_{name}", ROOT / "tasks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and get_type_hints look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gan = _load_task("gan")
-eval_gan = _load_task("eval_gan")
+from tasks import eval_gan, gan  # the repo root is on sys.path (tests/conftest.py)
 
 TINY = ["--data", "digits", "--limit", "64", "--image-size", "16", "--g-ch", "8", "--d-ch", "8", "--z-dim", "16",
         "--batch-size", "16", "--eval-samples", "0", "--log-every", "1", "--progress", "false", "--threads", "1"]
