@@ -174,19 +174,22 @@ _NO_KERNEL = {  # dispatched, but only allocate or re-describe memory: no kernel
 
 class OpCounter(TorchDispatchMode):
     """Counts the ATen operators dispatched while active: ``total``; ``kernels``: those that are neither views
-    nor bare allocations and touch a tensor on ``device``; ``host``: the remaining non-view ops on CPU tensors
-    when ``device`` is not the CPU (small parameter math done on the host)."""
+    nor bare allocations and touch a tensor on ``device`` (their names in ``names``); ``host``: the remaining
+    non-view ops on CPU tensors when ``device`` is not the CPU (small parameter math done on the host);
+    ``copies``: copies to another device. ``tests/vision/test_vision_launches.py`` keeps budgets on these counts."""
 
     def __init__(self, device: torch.device) -> None:
         super().__init__()
         self.device = device
-        self.total = self.kernels = self.host = 0
+        self.total = self.kernels = self.host = self.copies = 0
         self.names: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         self.total += 1
+        if func is torch.ops.aten._to_copy.default and kwargs.get("device") is not None:
+            self.copies += 1
         if func.is_view or func in _NO_KERNEL:
             return out
         tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]

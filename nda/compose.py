@@ -183,7 +183,7 @@ class RandomChoice(_Group):
         if not text:
             _no_labels_for(batch, labels)
         if self.per == "batch":
-            idx = int(categorical(torch.tensor(self.weights), 1, generator=generator, device=_gen_device(generator))[0])
+            idx = int(self._choices(1, _gen_device(generator), generator)[0])
             if text:
                 return apply_text(self.negatives[idx], list(batch), generator=generator, labels=labels, label_map=label_map)
             return self.negatives[idx](batch, generator=generator)
@@ -215,7 +215,9 @@ class RandomChoice(_Group):
         self, texts: list[Any], labels: Any, label_map: Any, generator: torch.Generator | None
     ) -> NegativeResult:
         n = len(texts)
-        choice = self._choices(n, "cpu", generator).tolist()
+        chosen: list[list[int]] = [[] for _ in self.negatives]  # sample indices per member
+        for i, c in enumerate(self._choices(n, "cpu", generator).tolist()):
+            chosen[c].append(i)
         label_list, like = _label_list(labels, n) if labels is not None else (None, None)
         out, flipped, valid = list(texts), [False] * n, [True] * n
         new_labels = list(label_list) if label_list is not None else None
@@ -225,11 +227,10 @@ class RandomChoice(_Group):
             # Pairwise text negatives need partners from the full batch: run on all, keep the chosen.
             res = apply_text(negative, texts, generator=generator, labels=labels, label_map=label_map)
             res_labels = _label_list(res.labels, n)[0] if new_labels is not None else None
-            for i, c in enumerate(choice):
-                if c == k:
-                    out[i], flipped[i], valid[i] = res[i], res.flipped[i], res.valid[i]
-                    if new_labels is not None:
-                        new_labels[i] = res_labels[i]
+            for i in chosen[k]:
+                out[i], flipped[i], valid[i] = res[i], res.flipped[i], res.valid[i]
+                if new_labels is not None:
+                    new_labels[i] = res_labels[i]
         return NegativeResult(
             out, flipped=flipped, valid=valid, labels=_same_kind(new_labels, like) if new_labels is not None else None
         )

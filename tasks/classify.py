@@ -29,13 +29,8 @@ from pathlib import Path
 import torch
 
 import nda
-from nda.data.labeled_text import (
-    LABEL_NAMES,
-    LabeledTexts,
-    load_counterfactual_pairs,
-    load_labeled_texts,
-    subset_per_class,
-)
+from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactual_pairs, load_labeled_texts,
+                                   subset_per_class)
 from nda.run import Run, RunConfig, cli, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
 from nda.run.run import make_accelerator

@@ -25,11 +25,11 @@ from typing import NamedTuple
 
 import torch
 
-from nda.data.images import load_images, to_uint8
+from nda.data.images import load_images
 from nda.metrics.extractors import EXTRACTOR_NAMES, get_extractor
 from nda.metrics.gan_eval import discriminator_anomaly, fid_kid
 from nda.metrics.reference import reference_stats
-from nda.models.gan_train import sample_noise
+from nda.models.gan_train import image_sampler
 from nda.run import CheckpointError, cli, load_model, parse_config
 from nda.run.checkpoint import MANIFEST, read_state
 from nda.run.config import check_choice, check_positive
@@ -131,13 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     kid = dict(batch_size=cfg.batch_size, kid_subsets=cfg.kid_subsets, kid_subset_size=cfg.kid_subset_size,
                reference_name=ref.name)
     if cfg.checkpoint is not None:
-        gen = torch.Generator(device=device).manual_seed(cfg.seed)
-
-        @torch.no_grad()
-        def sampler(n: int) -> torch.Tensor:
-            z, y = sample_noise(n, G.z_dim, G.num_classes, gen, device)
-            return to_uint8(G(z, y).float())
-
+        sampler = image_sampler(G, torch.Generator(device=device).manual_seed(cfg.seed), device)
         results.update(fid_kid(extractor, sampler, stats, cfg.num_samples, device, generator_name="EMA generator", **kid))
         if cfg.anomaly:
             results["anomaly"] = discriminator_anomaly(D, ref.images[: cfg.anomaly_limit], ref.name, device, cfg.severity,

@@ -91,13 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_config(cfg)
 
     from nda.metrics.sentence_encoders import load_sentence_model, resolve_device
-    from nda.metrics.sentence_eval import (
-        EmbeddingCache,
-        embed_suite,
-        load_suite,
-        results_markdown,
-        score_suite,
-    )
+    from nda.metrics.sentence_eval import EmbeddingCache, embed_suite, load_suite, results_markdown, score_suite
     from nda.reporting import save_report
 
     t_start = time.perf_counter()

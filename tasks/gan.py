@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 
 import nda
-from nda.data.images import load_images, to_uint8
+from nda.data.images import load_images
 from nda.metrics.extractors import EXTRACTOR_NAMES
 from nda.models.gan import EMA, build_gan, check_image_size
-from nda.models.gan_train import discriminator_step, generator_step, sample_noise
+from nda.models.gan_train import discriminator_step, generator_step, image_sampler, sample_noise
 from nda.objectives import DiscriminatorNegativeLoss
 from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
             if run.every(cfg.sample_every or cfg.checkpoint_every):
                 save_grid(run, step + 1, ema.model, fixed_z, fixed_y)
             if run.every(cfg.eval_every) and step + 1 < cfg.steps:
-                evaluate(cfg, run, ema.model, num_classes, ref)
+                evaluate(cfg, run, ema.model, ref)
 
         # ----------------------------------------------------------------------------------- report
         grid = save_grid(run, run.step, ema.model, fixed_z, fixed_y)
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "resumed_from_step": start_step if run.resumed_from else None, "sample_grid": str(grid)}
         finished = not run.stopped_early  # a --max-minutes stop is checkpointed; --resume finishes and evaluates
         if cfg.eval_samples and finished:
-            results.update(evaluate(cfg, run, ema.model, num_classes, ref))
+            results.update(evaluate(cfg, run, ema.model, ref))
         if cfg.anomaly and run.is_main and finished:
             from nda.metrics.gan_eval import discriminator_anomaly
 
@@ -272,7 +272,7 @@ def reference_split(cfg: GANConfig, channels: int):
 
 
 @torch.no_grad()
-def evaluate(cfg: GANConfig, run: Run, g_model, num_classes: int, ref) -> dict:
+def evaluate(cfg: GANConfig, run: Run, g_model, ref) -> dict:
     """FID/KID of ``--eval-samples`` EMA-G samples against the held-out split's cached statistics, logged at the
     current step (computed on the main process; every process calls it)."""
     result: dict = {}
@@ -284,10 +284,7 @@ def evaluate(cfg: GANConfig, run: Run, g_model, num_classes: int, ref) -> dict:
         gen = run.generator("eval", 0)  # the same evaluation noise at every evaluation
         g_model.eval()
 
-        def sampler(n: int) -> torch.Tensor:
-            z, y = sample_noise(n, cfg.z_dim, num_classes, gen, run.device)
-            return to_uint8(g_model(z, y).float())
-
+        sampler = image_sampler(g_model, gen, run.device)
         try:
             extractor = extractors.get_extractor(cfg.extractor, device=run.device, cache_dir=cfg.cache_dir)
             stats = reference_stats(extractor, ref.images, split=cfg.eval_split, dataset=ref.name,

@@ -38,21 +38,10 @@ import torch
 import nda
 from nda.distributed import concat_all_gather
 from nda.models.moco import BN_MODES, MoCo, available_archs, check_queue_config
-from nda.models.moco_step import (
-    NDA_SOURCES,
-    STAT_NAMES,
-    enqueue_keys,
-    moco_step,
-    step_stats,
-)
+from nda.models.moco_step import NDA_SOURCES, STAT_NAMES, enqueue_keys, moco_step, step_stats
 from nda.objectives.contrastive import ContrastiveNegativeLoss
 from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
-from nda.run.config import (
-    check_choice,
-    check_finite,
-    check_non_negative,
-    check_positive,
-)
+from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.run.schedule import set_lr, warmup_lr
 from nda.vision.augment import MoCoV2Augment
 
@@ -165,11 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     with Run(cfg, acc, job="moco") as run:
         # ----------------------------------------------------------------------------------- data
         from nda.data.images import load_images
-        from nda.metrics.representation import (
-            extract_features,
-            knn_accuracy,
-            linear_probe,
-        )
+        from nda.metrics.representation import extract_features, knn_accuracy, linear_probe
 
         with acc.main_process_first():  # decode once, the other ranks read the cache
             train = load_images(cfg.data, "train", cfg.image_size, cfg.channels, cfg.train_limit, cfg.cache_dir)

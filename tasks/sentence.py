@@ -30,12 +30,7 @@ import torch
 
 import nda
 from nda.run import Run, RunConfig, cli, make_accelerator, parse_config
-from nda.run.config import (
-    check_choice,
-    check_finite,
-    check_non_negative,
-    check_positive,
-)
+from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.run.schedule import set_lr, warmup_lr
 
 

@@ -73,6 +73,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nda.data.image_store import (
+    IN_MEMORY_MAX_BYTES,
+    ImageData,
+    MappedImages,
+    in_memory_max_bytes,
+    resolve_reader,
+)
 from nda.data.cache import (
     DigestMemo,
     ResumableArray,
@@ -82,13 +89,6 @@ from nda.data.cache import (
     file_lock,
     short_hash,
     span_digest,
-)
-from nda.data.image_store import (
-    IN_MEMORY_MAX_BYTES,
-    ImageData,
-    MappedImages,
-    in_memory_max_bytes,
-    resolve_reader,
 )
 
 __all__ = [

@@ -46,14 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nda.data.cache import (
-    DigestMemo,
-    atomic_write_text,
-    check_npy,
-    default_cache_dir,
-    file_lock,
-    short_hash,
-)
+from nda.data.cache import DigestMemo, atomic_write_text, check_npy, default_cache_dir, file_lock, short_hash
 
 __all__ = ["TEXT_IN_MEMORY_MAX_BYTES", "TextCorpus", "load_pairs", "load_sentences", "text_in_memory_max_bytes"]
 

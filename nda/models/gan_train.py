@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nda.data.images import to_float
+from nda.data.images import to_float, to_uint8
 from nda.objectives import DiscriminatorNegativeLoss, generator_loss
 
 __all__ = ["sample_noise", "augment_images", "discriminator_step", "generator_step"]
@@ -39,6 +39,18 @@ def sample_noise(n: int, z_dim: int, num_classes: int, generator: torch.Generato
     z = torch.randn(n, z_dim, generator=generator, device=device)
     y = torch.randint(0, num_classes, (n,), generator=generator, device=device) if num_classes else None
     return z, y
+
+
+def image_sampler(G: nn.Module, generator: torch.Generator | None,
+                  device: torch.device | str) -> Callable[[int], torch.Tensor]:
+    """``n -> (n, C, H, W)`` uint8 samples of ``G`` on one noise stream: what FID/KID consume."""
+
+    @torch.no_grad()
+    def sample(n: int) -> torch.Tensor:
+        z, y = sample_noise(n, G.z_dim, G.num_classes, generator, device)
+        return to_uint8(G(z, y).float())
+
+    return sample
 
 
 def augment_images(augment: Callable[..., torch.Tensor] | None, x: torch.Tensor, generator: torch.Generator | None,

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nda.objectives._checks import check_number, check_weight
-from nda.objectives.contrastive import ContrastiveNegativeLoss
+from nda.objectives.contrastive import ContrastiveNegativeLoss, ContrastiveOutput
 from nda.objectives.margin import bidirectional_margin_loss
 
 __all__ = ["SoftNegativeLoss", "SoftNegativeOutput", "uses_negatives", "NEGATIVE_LOSS_MODES"]
@@ -142,7 +142,7 @@ class SoftNegativeLoss(nn.Module):
         if self.mode == "column":
             out = self.info_nce(query, positive_key, nda_negatives, queue, negative_mask=negative_mask,
                                 in_batch=in_batch, share_negatives=share_negatives, positive_offset=positive_offset)
-            return SoftNegativeOutput(out.loss, out.loss.detach(), out.loss.new_zeros(()), out.logits, out.labels)
+            return self._info_nce_only(out)
 
         in_batch = self.info_nce.in_batch if in_batch is None else in_batch
         # the same argument checks as the column mode (any number of negative rows, as when shared)
@@ -150,7 +150,7 @@ class SoftNegativeLoss(nn.Module):
                                        positive_offset)
         out = self.info_nce(query, positive_key, None, queue, in_batch=in_batch, positive_offset=positive_offset)
         if nda_negatives is None:
-            return SoftNegativeOutput(out.loss, out.loss.detach(), out.loss.new_zeros(()), out.logits, out.labels)
+            return self._info_nce_only(out)
         positive, negatives, mask = self._own(query, positive_key, nda_negatives, negative_mask, in_batch, positive_offset)
 
         def margin() -> torch.Tensor:
@@ -160,10 +160,16 @@ class SoftNegativeLoss(nn.Module):
         if self.margin_weight == 0.0:  # exact: the negatives stay out of the graph (reported for logging only)
             with torch.no_grad():
                 value = margin()
-            return SoftNegativeOutput(out.loss, out.loss.detach(), value, out.logits, out.labels)
+            return self._info_nce_only(out, margin=value)
         value = margin()
         return SoftNegativeOutput(out.loss + self.margin_weight * value, out.loss.detach(), value.detach(),
                                   out.logits, out.labels)
+
+    @staticmethod
+    def _info_nce_only(out: ContrastiveOutput, margin: torch.Tensor | None = None) -> SoftNegativeOutput:
+        """The InfoNCE loss alone (the margin, if given, is only reported)."""
+        reported = out.loss.new_zeros(()) if margin is None else margin
+        return SoftNegativeOutput(out.loss, out.loss.detach(), reported, out.logits, out.labels)
 
     @staticmethod
     def _own(query, positive_key, nda_negatives, negative_mask, in_batch, offset):
