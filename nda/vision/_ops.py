@@ -15,16 +15,15 @@ and then ONE gather / ``index_select`` over the batch (``benchmarks/vision_negat
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import TypeVar
-
 import torch
+
+from nda.sampling import device_cached
 
 __all__ = [
     "compute_dtype",
     "restore_dtype",
     "scaled_px",
+    "px_range",
     "device_cached",
     "arange_cached",
     "segment_select",
@@ -33,30 +32,6 @@ __all__ = [
     "select",
     "paste_",
 ]
-
-_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
-
-
-def device_cached(maxsize: int = 32) -> Callable[[_F], _F]:
-    """Cache a builder of constant tensors keyed by its (hashable) arguments, e.g. ``(h, w, device)``.
-
-    Built tensors are shared between calls, so callers must never modify them in place. They are built outside
-    inference mode and without autograd, so they work in every mode (an inference tensor cannot be saved for
-    backward, e.g. as the index of a ``gather`` on an input that requires grad). ``maxsize`` bounds the memory
-    (the largest table, stitch's segment index, holds 2 int64 per image row: 1/8 of a float32 batch at 32 px).
-    """
-
-    def decorate(fn: _F) -> _F:
-        @functools.lru_cache(maxsize=maxsize)
-        @functools.wraps(fn)
-        def build(*args):
-            with torch.inference_mode(False), torch.no_grad():
-                return fn(*args)
-
-        return build  # type: ignore[return-value]
-
-    return decorate
-
 
 @device_cached(64)
 def arange_cached(n: int, device: torch.device) -> torch.Tensor:
@@ -82,6 +57,12 @@ def scaled_px(px: float, size: int, reference: int | None) -> int:
     """``px`` pixels at a ``reference`` image size (the paper's 32 px CIFAR-10) scaled to ``size`` pixels;
     ``reference=None`` means ``px`` is absolute."""
     return int(round(px * size / reference)) if reference else int(round(px))
+
+
+def px_range(lo_px: float, hi_px: float, size: int, reference: int | None, cap: int) -> tuple[int, int]:
+    """The inclusive pixel range ``[lo, hi]`` of ``lo_px..hi_px`` scaled to ``size``: ``1 <= lo <= hi <= cap``."""
+    lo = min(max(1, scaled_px(lo_px, size, reference)), cap)
+    return lo, min(max(lo, scaled_px(hi_px, size, reference)), cap)
 
 
 def box_indicators(

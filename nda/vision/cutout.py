@@ -14,7 +14,8 @@ import torch
 
 from nda.sampling import draw_buffer, randint_from_uniform
 from nda.vision._base import ImageNegative
-from nda.vision._ops import box_indicators, compute_dtype, device_cached, restore_dtype, scaled_px, select, stack_rows
+from nda.vision._checks import check_px_range, check_reference
+from nda.vision._ops import box_indicators, compute_dtype, device_cached, px_range, restore_dtype, select, stack_rows
 
 __all__ = ["Cutout"]
 
@@ -39,16 +40,8 @@ class Cutout(ImageNegative):
     def __init__(
         self, min_size: float = 10, max_size: float = 20, reference: int | None = 32, fill: str | float = "mean"
     ) -> None:
-        sizes = (min_size, max_size)
-        if (
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in sizes)
-            or not 0 < min_size <= max_size
-        ):
-            raise ValueError(
-                f"need finite sizes with 0 < min_size <= max_size, got min_size={min_size!r}, max_size={max_size!r}"
-            )
-        if reference is not None and (not isinstance(reference, int) or isinstance(reference, bool) or reference < 1):
-            raise ValueError(f"reference must be a positive int or None, got {reference!r}")
+        check_px_range("min_size", min_size, "max_size", max_size, "sizes")
+        check_reference(reference)
         if not (
             fill == "mean"
             or (isinstance(fill, (int, float)) and not isinstance(fill, bool) and math.isfinite(fill))
@@ -62,9 +55,7 @@ class Cutout(ImageNegative):
     def size_range(self, h: int, w: int) -> tuple[int, int]:
         """The inclusive side-length range in pixels for an ``h x w`` image."""
         side = min(h, w)
-        lo = min(max(1, scaled_px(self.min_size, side, self.reference)), side)
-        hi = min(max(lo, scaled_px(self.max_size, side, self.reference)), side)
-        return lo, hi
+        return px_range(self.min_size, self.max_size, side, self.reference, cap=side)
 
     def sample_params(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         self._check_batch(x)

@@ -7,13 +7,13 @@ split object with the exact pixel statistics of a real image.
 
 from __future__ import annotations
 
-import math
 
 import torch
 
 from nda.sampling import draw_buffer
 from nda.vision._base import ImageNegative
-from nda.vision._ops import device_cached, scaled_px
+from nda.vision._checks import check_px_range, check_reference
+from nda.vision._ops import device_cached, px_range
 
 __all__ = ["Shift"]
 
@@ -40,17 +40,8 @@ class Shift(ImageNegative):
     def __init__(
         self, min_shift: float = 10, max_shift: float = 25, reference: int | None = 32, direction: str = "random"
     ) -> None:
-        amounts = (min_shift, max_shift)
-        if (
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in amounts)
-            or not 0 < min_shift <= max_shift
-        ):
-            raise ValueError(
-                f"need finite amounts with 0 < min_shift <= max_shift, got min_shift={min_shift!r}, "
-                f"max_shift={max_shift!r}"
-            )
-        if reference is not None and (not isinstance(reference, int) or isinstance(reference, bool) or reference < 1):
-            raise ValueError(f"reference must be a positive int or None, got {reference!r}")
+        check_px_range("min_shift", min_shift, "max_shift", max_shift, "amounts")
+        check_reference(reference)
         if direction not in _DIRECTIONS:
             raise ValueError(f"direction must be one of {_DIRECTIONS}, got {direction!r}")
         self.min_shift = min_shift
@@ -60,9 +51,7 @@ class Shift(ImageNegative):
 
     def shift_range(self, size: int) -> tuple[int, int]:
         """Inclusive amount range in pixels along an axis of ``size`` pixels."""
-        lo = min(max(1, scaled_px(self.min_shift, size, self.reference)), size - 1)
-        hi = min(max(lo, scaled_px(self.max_shift, size, self.reference)), size - 1)
-        return lo, hi
+        return px_range(self.min_shift, self.max_shift, size, self.reference, cap=size - 1)
 
     def sample_params(self, x: torch.Tensor, *, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         self._check_batch(x)
