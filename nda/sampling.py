@@ -10,7 +10,7 @@ helpers here keep the operator count low: :func:`draws` puts several draws in on
 one copy when the generator lives on another device) while giving exactly the numbers of the separate
 ``rand``/``randn`` calls, integer draws skip a clamp that provably cannot act, and :func:`beta` runs both
 gamma draws of a symmetric Beta through one set of kernels. Outputs for a given seed are pinned by
-``tests/test_vision_golden.py``.
+``tests/vision/test_vision_golden.py`` (integers exact, floats within a stated tolerance).
 """
 
 from __future__ import annotations
