@@ -3,45 +3,33 @@
 Both work for every batch kind of the protocol (image tensors, lists of strings, token mappings), so a
 task never needs to know which modality it is composing. On lists of strings both return one
 :class:`~nda.base.NegativeResult` and keep the label-flipping contract of their members: ``labels=`` (and
-``label_map=``) reach the members that declare ``flips_labels``, and ``flipped`` / ``valid`` / ``labels`` are
-kept per sample, whichever member made the sample.
+``label_map=``) reach the members that declare ``flips_labels``, and ``flipped`` / ``valid`` / ``paraphrase`` /
+``labels`` are kept per sample, whichever member made the sample. :class:`Compose` counts label flips per clause
+(a double flip of one clause is a paraphrase, not a negative) and redraws image samples its members gave back
+unchanged.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from nda.base import Negative, NegativeResult, apply_text
+from nda.base import Negative, NegativeResult, apply_text, label_list
 from nda.sampling import categorical, check_generator
 
-__all__ = ["Compose", "RandomChoice", "ChoiceResult", "leaves"]
+__all__ = ["Compose", "RandomChoice", "ChoiceResult", "leaves", "REDRAW_ROUNDS"]
+
+REDRAW_ROUNDS = 8  # extra draws of a composition for image samples it gave back unchanged (see Compose)
 
 ChoiceResult = NegativeResult  # the one text result type (this name is kept for code written against it)
 
 
 def _is_text_list(batch: Any) -> bool:
     return isinstance(batch, Sequence) and not isinstance(batch, (str, bytes, torch.Tensor))
-
-
-def _label_list(labels: Any, n: int) -> tuple[list[Any], torch.Tensor | None]:
-    """``labels`` as a list of ``n`` entries, and the tensor they came as (to give the same kind back)."""
-    if isinstance(labels, torch.Tensor):
-        if labels.ndim != 1 or labels.shape[0] != n:
-            raise ValueError(f"labels must be a 1-D tensor with one label per text ({n}), got shape {tuple(labels.shape)}")
-        return labels.tolist(), labels
-    if hasattr(labels, "tolist") and not isinstance(labels, (str, bytes)):
-        labels = labels.tolist()
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence) or len(labels) != n:
-        raise ValueError(f"labels must be a list with one label per text ({n}), got {labels!r:.80}")
-    return list(labels), None
-
-
-def _same_kind(values: list[Any], like: torch.Tensor | None) -> Any:
-    return torch.tensor(values, dtype=like.dtype, device=like.device) if like is not None else values
 
 
 def _no_labels_for(batch: Any, labels: Any) -> None:
@@ -91,7 +79,22 @@ def leaves(negative: Any) -> list[Any]:
 
 
 class Compose(_Group):
-    """Apply ``negatives`` one after the other: ``Compose([Cutout(), Rotate()])(x)`` cuts out, then rotates."""
+    """Apply ``negatives`` one after the other: ``Compose([Cutout(), Rotate()])(x)`` cuts out, then rotates.
+
+    **Images** (tensors): members can undo each other ("rotate>rotate" draws 90 then 270 degrees for a third of
+    the samples), and a composition never hands back an unchanged sample as a negative. Samples whose output
+    equals their input (exactly for integer dtypes, ``torch.isclose`` for floats; one batched compare) are
+    redrawn: the whole composition runs again on just those samples, up to :data:`REDRAW_ROUNDS` rounds (each
+    round one host sync for the count; pairwise members pair the redrawn samples among themselves, or with the
+    full batch when only one is left). Samples still unchanged after that (images no member can change, e.g. a
+    constant image under ``rotate``, or members that always cancel) are reported, never silent:
+    :meth:`with_valid` returns them as ``valid=False``, and a plain call warns (``RuntimeWarning``) with their
+    number. The first draw is the same as without this check, so seeded outputs of changed samples do not move.
+
+    **Texts**: see :meth:`_texts` -- flips are counted per clause, so a double flip of one clause is reported as
+    a ``paraphrase`` (a positive), not a negative. Recommended spec for "antonym then negation":
+    ``nda.build("counterfactual:negation=False>counterfactual:antonyms=False")``.
+    """
 
     name = "compose"
 
@@ -108,27 +111,112 @@ class Compose(_Group):
         check_generator(generator)
         if not _is_text_list(batch):
             _no_labels_for(batch, labels)
-            for negative in self.negatives:
-                batch = negative(batch, generator=generator)
-            return batch
+            if isinstance(batch, torch.Tensor):
+                out, valid = self._tensor(batch, generator)
+                if valid is not None and not bool(valid.all()):
+                    warnings.warn(
+                        f"{self!r} gave back {int((~valid).sum())} of {valid.numel()} samples unchanged after "
+                        f"{REDRAW_ROUNDS} redraws; use Compose.with_valid to mask them",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+                return out
+            return self._apply(batch, generator)
         return self._texts(list(batch), labels, label_map, generator)
 
+    def with_valid(self, batch: torch.Tensor, *, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(negatives, valid)`` of an image batch: ``valid`` ``(B,)`` bool on the batch's device, False where the
+        sample is still unchanged after the redraws (mask it out)."""
+        check_generator(generator)
+        if not isinstance(batch, torch.Tensor) or batch.ndim < 1:
+            raise TypeError(f"Compose.with_valid needs a batched tensor (B, ...), got {type(batch).__name__}")
+        out, valid = self._tensor(batch, generator)
+        if valid is None:  # the output's shape differs from the input's: every sample changed
+            valid = torch.ones(batch.shape[0], dtype=torch.bool, device=batch.device)
+        return out, valid
+
+    def _apply(self, batch: Any, generator: torch.Generator | None) -> Any:
+        for negative in self.negatives:
+            batch = negative(batch, generator=generator)
+        return batch
+
+    def _tensor(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The composition of ``x`` with unchanged samples redrawn, and the per-sample ``valid`` mask (``None``
+        when the output cannot be compared with the input: no batch dimension or another shape)."""
+        out = self._apply(x, generator)
+        if x.ndim < 1 or not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            return out, None
+        same = _unchanged(out, x)
+        for _ in range(REDRAW_ROUNDS):
+            idx = same.nonzero().squeeze(1)
+            if idx.numel() == 0:  # one host sync per round
+                break
+            if idx.numel() == 1 and self.pairwise:  # a pairwise member needs partners: redraw on the full batch
+                redo = self._apply(x, generator).index_select(0, idx)
+            else:
+                redo = self._apply(x.index_select(0, idx), generator)
+            out = out.index_copy(0, idx, redo.to(out.dtype))
+            same = same.index_copy(0, idx, _unchanged(redo, x.index_select(0, idx)))
+        return out, ~same
+
     def _texts(self, texts: list[Any], labels: Any, label_map: Any, generator: torch.Generator | None) -> NegativeResult:
-        """Apply the members in turn. The labels follow the label-flipping members; ``flipped`` is True where an
-        odd number of them flipped the sample; ``valid`` needs every label-flipping member to have made a valid
-        negative *and* the final text to differ from the input (a failed flip that a later shuffle hides is
-        still a failed counterfactual)."""
+        """Apply the members in turn; labels follow the label-flipping members. Flips compose by *parity per
+        clause*:
+
+        - every flip a label-flipping member makes is recorded with the clauses it touched (the member's
+          ``touched_clauses(before, after)``, e.g. :meth:`~nda.text.Counterfactual.touched_clauses`);
+        - the result is a **negative with the flipped label** (``flipped``, ``valid`` when every label-flipping
+          member made a valid edit and the text changed) iff the sample was flipped an odd number of times *and*
+          every touched clause an odd number of times ("fat" -> "thin" -> "not thin" -> "thin": 3 flips of one
+          clause);
+        - it is a **paraphrase** (``flipped=False``, ``valid=False``, ``paraphrase=True``, the label kept) iff the
+          flips are even in number, every touched clause was flipped an even number of times, the text changed
+          and no non-flipping member changed it ("The man is fat." -> "The man is thin." -> "The man is not
+          thin.");
+        - otherwise the clause parities disagree with the label's -- e.g. "The man looks fat and the room is
+          blue." -> antonym in clause 1 ("thin"), negation in clause 2 ("is not blue"): two flips, so the label
+          parity says "kept", but both clauses changed meaning once. No label is sound for that (which clause carries it is unknown),
+          so it is **neither** a negative nor a paraphrase: ``valid=False``, ``paraphrase=False``,
+          ``flipped=False``, the original label.
+
+        A member without ``touched_clauses`` (or an edit that changed the clause structure, or one made after a
+        non-flipping member rearranged the text) counts as a flip of the whole sample: alone, the parity is
+        per sample as before; mixed with per-clause flips the sample is neither (``valid=False``). A member's
+        own ``paraphrase`` counts as two such flips. Even flips followed (or preceded) by a non-flipping change
+        (a shuffle) are a plain negative with the kept label (``valid``, not a paraphrase). ``valid`` also
+        needs the final text to differ from the input (a failed flip that a later shuffle hides is still a
+        failed counterfactual).
+        """
         n = len(texts)
         current, current_labels = texts, labels
-        flipped, kept = [False] * n, [True] * n
+        flips: list[list[frozenset[int] | None]] = [[] for _ in range(n)]  # per sample: clauses of each flip
+        kept, restyled = [True] * n, [False] * n  # every flipping member valid / a non-flip edit changed it
         for negative in self.negatives:
             result = apply_text(negative, current, generator=generator, labels=current_labels, label_map=label_map)
-            if getattr(negative, "flips_labels", False):
-                flipped = [a != b for a, b in zip(flipped, result.flipped)]
-                kept = [a and b for a, b in zip(kept, result.valid)]
+            flipping = getattr(negative, "flips_labels", False)
+            touched: Callable[[str, str], frozenset[int] | None] | None = getattr(negative, "touched_clauses", None)
+            for i, (old, new) in enumerate(zip(current, result)):
+                if result.flipped[i]:
+                    flips[i].append(touched(old, new) if touched is not None and not restyled[i] else None)
+                elif result.paraphrase[i]:
+                    flips[i] += [None, None]
+                elif new != old:
+                    restyled[i] = True
+                if flipping:
+                    kept[i] = kept[i] and (result.valid[i] or result.paraphrase[i])
             current, current_labels = list(result), result.labels if labels is not None else None
-        valid = [k and new != old for k, new, old in zip(kept, current, texts)]
-        return NegativeResult(current, flipped=flipped, valid=valid, labels=current_labels)
+        verdicts = [_parity(f) for f in flips]  # "odd", "even" or "mixed"
+        changed = [new != old for new, old in zip(current, texts)]
+        flipped = [v == "odd" for v in verdicts]
+        cancelled = [v == "even" and bool(f) and not r for v, f, r in zip(verdicts, flips, restyled)]  # label kept
+        paraphrase = [x and k and c for x, k, c in zip(cancelled, kept, changed)]
+        valid = [v != "mixed" and not x and k and c for v, x, k, c in zip(verdicts, cancelled, kept, changed)]
+        out_labels = None
+        if labels is not None:
+            source, restore = label_list(labels, n)
+            after = label_list(current_labels, n)[0]
+            out_labels = restore([a if f else s for a, s, f in zip(after, source, flipped)])
+        return NegativeResult(current, flipped=flipped, valid=valid, labels=out_labels, paraphrase=paraphrase)
 
     def config(self) -> dict[str, Any]:
         return {"compose": [_config(n) for n in self.negatives]}
@@ -136,6 +224,30 @@ class Compose(_Group):
     def __repr__(self) -> str:
         return f"Compose({self.negatives!r})"
 
+
+def _parity(flips: list[frozenset[int] | None]) -> str:
+    """``"odd"`` / ``"even"`` when the number of flips and the flip count of every touched clause agree in parity,
+    ``"mixed"`` when they do not (see :meth:`Compose._texts`). ``None`` entries are whole-sample flips."""
+    odd = len(flips) % 2 == 1
+    known = [f for f in flips if f is not None]
+    if known and len(known) != len(flips):
+        return "mixed"  # whole-sample and per-clause flips cannot be matched up
+    counts: dict[int, int] = {}
+    for clauses in known:
+        for c in clauses:
+            counts[c] = counts.get(c, 0) + 1
+    if any((c % 2 == 1) != odd for c in counts.values()):
+        return "mixed"
+    return "odd" if odd else "even"
+
+
+def _unchanged(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: sample equal to its input (exact for integer / bool dtypes, ``isclose`` for floats)."""
+    if out.is_floating_point() or x.is_floating_point() or out.is_complex():
+        same = torch.isclose(out.to(torch.promote_types(out.dtype, x.dtype)), x.to(torch.promote_types(out.dtype, x.dtype)))
+    else:
+        same = out == x
+    return same.reshape(x.shape[0], -1).all(dim=1)
 
 class RandomChoice(_Group):
     """Each sample gets one of ``negatives``, drawn with probability proportional to ``weights``.
@@ -218,21 +330,22 @@ class RandomChoice(_Group):
         chosen: list[list[int]] = [[] for _ in self.negatives]  # sample indices per member
         for i, c in enumerate(self._choices(n, "cpu", generator).tolist()):
             chosen[c].append(i)
-        label_list, like = _label_list(labels, n) if labels is not None else (None, None)
-        out, flipped, valid = list(texts), [False] * n, [True] * n
-        new_labels = list(label_list) if label_list is not None else None
+        label_values, restore = label_list(labels, n) if labels is not None else (None, None)
+        out, flipped, valid, paraphrase = list(texts), [False] * n, [True] * n, [False] * n
+        new_labels = list(label_values) if label_values is not None else None
         for k, negative in enumerate(self.negatives):
             if self.weights[k] == 0:
                 continue
             # Pairwise text negatives need partners from the full batch: run on all, keep the chosen.
             res = apply_text(negative, texts, generator=generator, labels=labels, label_map=label_map)
-            res_labels = _label_list(res.labels, n)[0] if new_labels is not None else None
+            res_labels = label_list(res.labels, n)[0] if new_labels is not None else None
             for i in chosen[k]:
-                out[i], flipped[i], valid[i] = res[i], res.flipped[i], res.valid[i]
+                out[i], flipped[i], valid[i], paraphrase[i] = res[i], res.flipped[i], res.valid[i], res.paraphrase[i]
                 if new_labels is not None:
                     new_labels[i] = res_labels[i]
         return NegativeResult(
-            out, flipped=flipped, valid=valid, labels=_same_kind(new_labels, like) if new_labels is not None else None
+            out, flipped=flipped, valid=valid, paraphrase=paraphrase,
+            labels=restore(new_labels) if restore is not None and new_labels is not None else None,
         )
 
     def _per_sample_mapping(self, batch: Mapping[str, torch.Tensor], generator: torch.Generator | None) -> dict:

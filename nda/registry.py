@@ -7,7 +7,9 @@ Spec forms accepted by :func:`build`:
 
 - a registry name with optional arguments: ``"jigsaw"``, ``"jigsaw:grid=3"``, ``"cutout:min_size=8,max_size=12"``;
 - random choice per sample: ``"jigsaw|stitch"``, with weights ``"jigsaw@0.7|stitch@0.3"``;
-- composition (applied left to right): ``"cutout>rotate"``;
+- composition (applied left to right, binds tighter than ``|``): ``"cutout>rotate"``; a label-flipping double
+  flip, antonym then negation (its results are ``paraphrase`` positives, see :class:`~nda.compose.Compose`):
+  ``"counterfactual:negation=False>counterfactual:antonyms=False"``;
 - a dict: ``{"name": "stitch", ...kwargs}``, ``{"choice": [specs], "weights": [...], "per": "sample"|"batch"}``,
   ``{"compose": [specs]}`` (what ``neg.config()`` returns, so configs round-trip);
 - a list of specs (random choice), or of ``(spec, weight)`` pairs;

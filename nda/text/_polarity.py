@@ -45,6 +45,7 @@ import functools
 import re
 from importlib import resources
 
+from nda.text._clauses import clause_ids
 from nda.text._negation import _REMOVE, insert_negation, remove_negation
 from nda.text._words import match_case, split_words
 
@@ -56,12 +57,6 @@ _QUANTIFIER_CUES = frozenset({"never", "no", "nothing", "nobody", "none", "noone
 _COMPARATIVES = frozenset({"better", "worse", "best", "worst", "more", "less", "least", "most"})
 _AUX_REACH = 3  # the fallback negates an auxiliary at most this many words before the opinion word
 _NEG_CUES = frozenset(_REMOVE) | {"no"}
-_CLAUSE_GAP = re.compile(r"[,;:()\[\]\"“”—–]|\s-\s|\.\.")
-_CLAUSE_WORDS = frozenset({"but", "although", "though", "however", "yet", "whereas", "while", "because", "unless",
-                           "except", "despite", "otherwise"})
-_SUBJECTS = frozenset({"the", "this", "that", "it", "i", "he", "she", "they", "we", "you", "there", "his", "her",
-                       "their", "its", "a", "an", "my", "our", "your", "these", "those", "it's", "i'm", "there's",
-                       "that's", "he's", "she's", "they're", "we're", "you're"})
 _DETERMINERS = frozenset({"a", "an", "the", "this", "that", "these", "those", "my", "his", "her", "its", "our",
                           "their", "your", "such", "what", "some", "any", "no", "another", "one"})
 _NOUN_BEFORE = _DETERMINERS | frozenset({"real", "total", "complete", "absolute", "utter", "true", "pure",
@@ -179,19 +174,6 @@ class PolarityEditor:
         return ant
 
     # ------------------------------------------------------------------ editing
-    @staticmethod
-    def _clauses(pieces: list[str], low: list[str]) -> list[int]:
-        ids, k, n = [], 0, len(low)
-        for i, w in enumerate(low):
-            if i and (
-                _CLAUSE_GAP.search(pieces[2 * i])
-                or w in _CLAUSE_WORDS
-                or (w in ("and", "or") and i + 1 < n and low[i + 1] in _SUBJECTS)
-            ):
-                k += 1
-            ids.append(k)
-        return ids
-
     def edit_sentence(self, sentence: str, source: str | None = None) -> str | None:
         """The counterfactual of one sentence, or ``None`` when it has no sentiment to flip.
 
@@ -210,7 +192,7 @@ class PolarityEditor:
         if not rating and self.opinion.isdisjoint(low):
             return None, 0, 0
         n = len(low)
-        clause = self._clauses(pieces, low)
+        clause = clause_ids(pieces, low)
         senti = [w in self.opinion and self._is_opinion(w, low, i, pieces, clause) for i, w in enumerate(low)]
         swap = [self._swap(w, low, i) if senti[i] else None for i, w in enumerate(low)]
         sign = [self.signs.get(w, "?") if senti[i] else "" for i, w in enumerate(low)]

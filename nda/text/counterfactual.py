@@ -35,6 +35,18 @@ entailed one -- use ``"nli_symmetric"`` to also map contradiction -> entailment 
 the map; otherwise its text and label come back unchanged with ``flipped=False`` -- never an unchanged
 text presented as a counterfactual.
 
+Label kinds: ``1``, ``1.0``, ``True``, ``np.int64(1)`` and ``tensor(1.)`` are the same label (one
+normalisation, :func:`nda.base.label_list`, for the polarity check and the label map); ``1.5`` is an error naming
+``labels``; flipped labels come back in the kind they came in (``1.0`` -> ``0.0``, ``True`` -> ``False``, a
+tensor or array of the same dtype).
+
+Composing edit kinds: ``negation=False`` is the antonym-only counterfactual and ``antonyms=False`` the
+negation-only one (both use the ``"rules"`` strategy). Chained, they make a double flip, e.g. "antonym then
+negation" -- recommended spec string
+``"counterfactual:negation=False>counterfactual:antonyms=False"`` (``nda.build`` gives a
+:class:`~nda.compose.Compose`): "The man is fat." -> "The man is thin." -> "The man is not thin.", two flips of
+one clause that keep the label, so the result is marked ``paraphrase`` (an extra positive), not a negative.
+
 String level only: token ids must be decoded first (negation changes the number of tokens and needs words).
 """
 
@@ -48,8 +60,9 @@ from typing import Any
 
 import torch
 
-from nda.base import Negative, NegativeResult
+from nda.base import Negative, NegativeResult, canonical_label, label_list
 from nda.sampling import check_generator
+from nda.text._clauses import touched_clauses
 from nda.text._negation import (
     _REMOVE,
     _SENTENCE,
@@ -163,6 +176,11 @@ class Counterfactual(Negative):
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
         if not negation and not antonyms:
             raise ValueError("Counterfactual needs negation=True or antonyms=True (no rule would apply)")
+        if strategy == "polarity" and not (negation and antonyms):
+            raise ValueError(
+                "strategy='polarity' uses both negation and antonym edits; negation=False / antonyms=False need "
+                "strategy='rules' (or 'auto')"
+            )
         if max_edits is not None and (not isinstance(max_edits, int) or isinstance(max_edits, bool) or max_edits < 1):
             raise ValueError(f"max_edits must be a positive int or None, got {max_edits!r}")
         self.label_map = label_map
@@ -199,31 +217,38 @@ class Counterfactual(Negative):
             )
         texts = check_texts(texts, "Counterfactual")
         mapping = self._map if label_map is None else _resolve_label_map(label_map, "label_map")
-        label_list, as_tensor = _labels_list(labels, len(texts))
-        if label_list is not None and mapping is None:
+        label_values, restore = label_list(labels, len(texts)) if labels is not None else (None, None)
+        if label_values is not None and mapping is None:
             raise ValueError("labels were given but label_map is None; pass label_map='sentiment', 'nli' or a dict")
-        strategy = self.resolve_strategy(mapping, labelled=label_list is not None)
-        if strategy == "polarity" and label_list is not None and _is_sentiment(mapping):
-            sources = [_label_polarity(lab) for lab in label_list]  # label-aware: flip what disagrees with the target
+        strategy = self.resolve_strategy(mapping, labelled=label_values is not None)
+        if strategy == "polarity" and label_values is not None and _is_sentiment(mapping):
+            sources = [_label_polarity(lab) for lab in label_values]  # label-aware: flip what disagrees with the target
         else:
             sources = [None] * len(texts)
         edited = [self.edit(t, strategy=strategy, source=src) for t, src in zip(texts, sources)]
         out_texts: list[str] = []
-        out_labels: list[Any] | None = [] if label_list is not None else None
+        out_labels: list[Any] | None = [] if label_values is not None else None
         flipped: list[bool] = []
         for i, (text, new) in enumerate(zip(texts, edited)):
             ok = new is not None and new != text
             new_label = None
-            if ok and label_list is not None:
-                new_label = _flip_label(label_list[i], mapping)
+            if ok and label_values is not None:
+                new_label = _flip_label(label_values[i], mapping)
                 ok = new_label is not None
             flipped.append(ok)
             out_texts.append(new if ok else text)
             if out_labels is not None:
-                out_labels.append(new_label if ok else label_list[i])
-        if out_labels is not None and as_tensor is not None:
-            out_labels = torch.tensor(out_labels, dtype=as_tensor.dtype, device=as_tensor.device)
-        return NegativeResult(out_texts, flipped=flipped, valid=flipped, labels=out_labels)
+                out_labels.append(new_label if ok else label_values[i])
+        labels_out = restore(out_labels) if restore is not None and out_labels is not None else None
+        return NegativeResult(out_texts, flipped=flipped, valid=flipped, labels=labels_out)
+
+    @staticmethod
+    def touched_clauses(before: str, after: str) -> frozenset[int] | None:
+        """The clauses of ``before`` that the edit to ``after`` changed (``None``: the clause structure changed).
+
+        Read by :class:`~nda.compose.Compose` to count flips per clause, so two flips of one clause cancel (a
+        paraphrase) while flips of different clauses do not; see :mod:`nda.text._clauses`."""
+        return touched_clauses(before, after)
 
     # ------------------------------------------------------------------ rules
     def resolve_strategy(self, mapping: Mapping[Any, Any] | None = None, labelled: bool = True) -> str:
@@ -231,9 +256,13 @@ class Counterfactual(Negative):
 
         ``"auto"`` is ``"polarity"`` for sentiment labels and ``"rules"`` otherwise -- NLI, and label-free calls
         (``labelled=False``: contrastive negatives of arbitrary sentences, where negating whatever the sentence
-        says covers far more text than flipping its opinion words)."""
+        says covers far more text than flipping its opinion words). With ``negation=False`` or ``antonyms=False``
+        ``"auto"`` is always ``"rules"``: the ``polarity`` editor mixes both edit kinds, so only the rules can
+        keep to the one kind asked for."""
         if self.strategy != "auto":
             return self.strategy
+        if not (self.negation and self.antonyms):  # one edit kind asked for: only "rules" honours that
+            return "rules"
         mapping = self._map if mapping is None else mapping
         return "polarity" if labelled and _is_sentiment(mapping) else "rules"
 
@@ -336,28 +365,9 @@ def _resolve_label_map(label_map: Any, arg: str) -> dict[Any, Any] | None:
         if label_map not in LABEL_MAPS:
             raise ValueError(f"{arg} must be one of {sorted(LABEL_MAPS)}, a dict or None, got {label_map!r}")
         return LABEL_MAPS[label_map]
-    if isinstance(label_map, Mapping):
-        return dict(label_map)
+    if isinstance(label_map, Mapping):  # keys and values in the canonical form labels are looked up with
+        return {canonical_label(k, arg): canonical_label(v, arg) for k, v in label_map.items()}
     raise TypeError(f"{arg} must be a name ({', '.join(sorted(LABEL_MAPS))}), a dict or None, got {type(label_map).__name__}")
-
-
-def _labels_list(labels: Any, n: int) -> tuple[list[Any] | None, torch.Tensor | None]:
-    if labels is None:
-        return None, None
-    tensor = None
-    if isinstance(labels, torch.Tensor):
-        if labels.ndim != 1:
-            raise ValueError(f"labels must be 1-D (one per text), got shape {tuple(labels.shape)}")
-        tensor = labels
-        labels = labels.tolist()
-    elif hasattr(labels, "tolist") and not isinstance(labels, (str, bytes)):  # numpy arrays
-        labels = labels.tolist()
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, Sequence):
-        raise TypeError(f"labels must be a list (or 1-D tensor) with one label per text, got {type(labels).__name__}")
-    labels = list(labels)
-    if len(labels) != n:
-        raise ValueError(f"labels must have one label per text: got {len(labels)} labels for {n} texts")
-    return labels, tensor
 
 
 _POSITIVE = {"positive", "pos"}

@@ -357,6 +357,7 @@ def test_compose_keeps_the_flip_contract_of_its_members():
     assert Compose([Suffix(), Suffix()])(texts, generator=g(0)).valid == [True] * 4
     twice = Compose([FlipEven(), FlipEven()])(texts, labels=[1, 1, 0, 0])
     assert twice.flipped == [False] * 4 and twice.labels == [1, 1, 0, 0]  # flipped twice: back to the original label
+    assert twice.paraphrase == [True, False, True, False] and twice.valid == [False] * 4  # a positive, not a negative
     assert not Compose([Suffix()]).flips_labels and Compose([Suffix(), FlipEven()]).flips_labels
     assert not Compose([FlipEven()]).stochastic and not RandomChoice([FlipEven()]).stochastic
     with pytest.raises(TypeError, match="labels"):

@@ -1,0 +1,71 @@
+"""Clauses: where a sentence splits into parts that each carry their own meaning, and which of them an edit touched.
+
+Why here: the ``polarity`` strategy flips every sentiment-bearing clause on its own, and a composition of
+label-flipping edits counts flips *per clause* (:class:`~nda.compose.Compose`: "fat" -> "thin" -> "not thin" is
+two flips of one clause, a paraphrase; "thin" in one clause and "not" in another are two different changes of
+meaning). Both need the same notion of a clause, so it lives in one place.
+
+A clause boundary is a comma, semicolon, colon, dash or bracket, a contrast/subordinating word ("but",
+"although", "because", ...), or "and"/"or" when a new subject follows ("... fat and the room is cold").
+Sentences (``.``/``!``/``?``, line breaks, ``<br />``) are boundaries too.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nda.text._negation import _SENTENCE
+from nda.text._words import split_words
+
+__all__ = ["clause_ids", "clause_words", "touched_clauses"]
+
+CLAUSE_GAP = re.compile(r"[,;:()\[\]\"“”—–]|\s-\s|\.\.")
+CLAUSE_WORDS = frozenset({"but", "although", "though", "however", "yet", "whereas", "while", "because", "unless",
+                          "except", "despite", "otherwise"})
+SUBJECTS = frozenset({"the", "this", "that", "it", "i", "he", "she", "they", "we", "you", "there", "his", "her",
+                      "their", "its", "a", "an", "my", "our", "your", "these", "those", "it's", "i'm", "there's",
+                      "that's", "he's", "she's", "they're", "we're", "you're"})
+
+
+def clause_ids(pieces: list[str], low: list[str]) -> list[int]:
+    """The clause index (0, 1, ...) of every word of one sentence (``pieces`` of :func:`split_words`, ``low`` its
+    lower-cased words)."""
+    ids, k, n = [], 0, len(low)
+    for i, w in enumerate(low):
+        if i and (
+            CLAUSE_GAP.search(pieces[2 * i])
+            or w in CLAUSE_WORDS
+            or (w in ("and", "or") and i + 1 < n and low[i + 1] in SUBJECTS)
+        ):
+            k += 1
+        ids.append(k)
+    return ids
+
+
+def clause_words(text: str) -> list[tuple[str, ...]]:
+    """The words of every clause of ``text``, sentence by sentence, in order (sentences without words skipped)."""
+    out: list[tuple[str, ...]] = []
+    for sentence in _SENTENCE.split(text)[0::2]:
+        pieces = split_words(sentence)
+        words = pieces[1::2]
+        if not words:
+            continue
+        ids = clause_ids(pieces, [w.lower().replace("’", "'") for w in words])
+        clauses: list[list[str]] = [[] for _ in range(ids[-1] + 1)]
+        for w, k in zip(words, ids):
+            clauses[k].append(w)
+        out.extend(tuple(c) for c in clauses)
+    return out
+
+
+def touched_clauses(before: str, after: str) -> frozenset[int] | None:
+    """Indices of the clauses of ``before`` whose words an edit changed to give ``after``; ``None`` when the edit
+    changed the clause structure itself (a different number of clauses: the clauses cannot be matched up).
+
+    >>> sorted(touched_clauses("The man looks fat and the room is square.", "The man looks thin and the room is square."))
+    [0]
+    """
+    old, new = clause_words(before), clause_words(after)
+    if len(old) != len(new):
+        return None
+    return frozenset(i for i, (a, b) in enumerate(zip(old, new)) if a != b)

@@ -1,0 +1,128 @@
+"""Flips compose by parity per clause (issue 19 item 3): two label-flipping edits of one clause keep the label,
+so the result is a paraphrase (a positive), not a negative; flips of different clauses are neither.
+
+Hand-checked: "The man is fat." -> antonym -> "The man is thin." -> negation -> "The man is not thin." says what
+the source says (a thin man is not fat) -- its label is kept, and training on it as a label-flipped negative
+would teach the opposite of the truth.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+import nda
+from nda.base import NegativeResult
+from nda.compose import Compose, RandomChoice
+from nda.text import Counterfactual, TokenShuffle
+from nda.text._clauses import touched_clauses
+
+SPEC = "counterfactual:negation=False>counterfactual:antonyms=False"  # antonym, then negation
+ANTONYM = Counterfactual(negation=False)
+NEGATION = Counterfactual(antonyms=False)
+
+
+def g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_the_spec_string_builds_antonym_then_negation():
+    comp = nda.build(SPEC)
+    assert isinstance(comp, Compose) and comp.flips_labels
+    first, second = comp.negatives
+    assert (first.negation, first.antonyms, second.negation, second.antonyms) == (False, True, True, False)
+    assert first.resolve_strategy() == second.resolve_strategy() == "rules"
+    assert nda.build(comp.config()).config() == comp.config()
+
+
+@pytest.mark.parametrize("labels", [[1], None, ["positive"], torch.tensor([1])], ids=str)
+def test_a_double_flip_of_one_clause_is_a_paraphrase_not_a_negative(labels):
+    r = nda.build(SPEC)(["The man is fat."], labels=labels)
+    assert r.texts == ["The man is not thin."]
+    assert r.flipped == [False] and r.valid == [False] and r.paraphrase == [True]
+    if labels is not None:  # the label is kept, in its kind
+        assert r.labels == labels if not isinstance(labels, torch.Tensor) else torch.equal(r.labels, labels)
+
+
+def test_one_or_three_flips_stay_a_negative():
+    once = Compose([ANTONYM])(["The man is fat."], labels=[1])
+    assert (once.texts, once.flipped, once.valid, once.paraphrase, once.labels) == (
+        ["The man is thin."], [True], [True], [False], [0])
+    thrice = nda.build(SPEC + ">counterfactual:antonyms=False")(["The man is fat."], labels=[1])
+    assert (thrice.texts, thrice.flipped, thrice.valid, thrice.paraphrase, thrice.labels) == (
+        ["The man is thin."], [True], [True], [False], [0])  # "not thin" -> "thin": the same clause a third time
+
+
+def test_flips_of_different_clauses_are_neither_a_negative_nor_a_paraphrase():
+    # antonym in clause 1 ("fat" -> "thin"), negation in clause 2 ("is" -> "is not"): two flips, but each
+    # clause changed meaning once -- the label parity ("kept") does not describe the text
+    r = nda.build(SPEC)(["The man looks fat and the room is blue."], labels=[1])
+    assert r.texts == ["The man looks thin and the room is not blue."]
+    assert (r.flipped, r.valid, r.paraphrase, r.labels) == ([False], [False], [False], [1])
+    # both clauses swapped, then clause 1 negated: clause 1 flipped twice, clause 2 once
+    r = nda.build(SPEC)(["The man is fat and the room is cold."], labels=[1])
+    assert r.texts == ["The man is not thin and the room is hot."]
+    assert (r.flipped, r.valid, r.paraphrase, r.labels) == ([False], [False], [False], [1])
+
+
+def test_a_batch_mixes_paraphrases_negatives_and_unusable_samples():
+    texts = ["The man is fat.", "The man looks fat and the room is blue.", "Hmm.", "He walks to work."]
+    r = nda.build(SPEC)(texts, labels=[1, 0, 1, 0])
+    assert r.texts == ["The man is not thin.", "The man looks thin and the room is not blue.", "Hmm.",
+                       "He does not walk to work."]
+    assert r.paraphrase == [True, False, False, False]
+    # "walks" has no antonym: only the negation flipped it (label flipped), but a member failed -> not valid
+    assert r.flipped == [False, False, False, True] and r.labels == [1, 0, 1, 1]
+    assert r.valid == [False, False, False, False]
+
+
+def test_a_shuffle_after_a_double_flip_is_a_plain_negative_with_the_kept_label():
+    r = Compose([ANTONYM, NEGATION, TokenShuffle()])(["The man is fat."], labels=[1], generator=g())
+    assert sorted(r[0].rstrip(".").split()) == sorted("The man is not thin".split())
+    assert (r.flipped, r.valid, r.paraphrase, r.labels) == ([False], [True], [False], [1])
+
+
+def test_paraphrase_survives_nesting_random_choice_and_pickling():
+    inner = nda.build(SPEC)
+    for outer in (Compose([inner]), RandomChoice([inner])):
+        r = outer(["The man is fat."], labels=[1], generator=g())
+        assert (r.flipped, r.valid, r.paraphrase, r.labels) == ([False], [False], [True], [1])
+    back = pickle.loads(pickle.dumps(inner(["The man is fat."])))
+    assert back.paraphrase == [True] and "paraphrase=[True]" in repr(back)
+    assert NegativeResult(["a"]).paraphrase == [False]
+
+
+class FlipEven(nda.Negative):
+    """A label-flipping negative that does not say which clauses it touched (whole-sample flips)."""
+
+    name, modality, flips_labels, stochastic = "flip_even_parity", "text", True, False
+
+    def __call__(self, batch, *, labels=None, label_map=None, generator=None):
+        flipped = [i % 2 == 0 for i in range(len(batch))]
+        texts = [t + "~" if f else t for t, f in zip(batch, flipped)]
+        new = None if labels is None else [1 - lab if f else lab for lab, f in zip(labels, flipped)]
+        return NegativeResult(texts, flipped=flipped, valid=flipped, labels=new)
+
+
+def test_whole_sample_flips_count_by_sample_and_do_not_mix_with_clause_flips():
+    r = Compose([FlipEven(), FlipEven()])(["a", "b"], labels=[1, 0])
+    assert (r.texts, r.flipped, r.valid, r.paraphrase, r.labels) == (["a~~", "b"], [False] * 2, [False] * 2, [True, False], [1, 0])
+    r = Compose([ANTONYM, FlipEven()])(["The man is fat."], labels=[1])
+    assert (r.flipped, r.valid, r.paraphrase, r.labels) == ([False], [False], [False], [1])
+
+
+def test_antonym_only_and_negation_only_keep_to_their_edit_kind_with_sentiment_labels():
+    """``auto`` used to pick the polarity editor for sentiment labels, which ignores negation= / antonyms=."""
+    assert ANTONYM(["The movie is not good."], labels=[0]).texts == ["The movie is not bad."]
+    assert NEGATION(["The movie is good."], labels=[1]).texts == ["The movie is not good."]
+    with pytest.raises(ValueError, match="strategy='polarity'"):
+        Counterfactual(negation=False, strategy="polarity")
+
+
+def test_touched_clauses_names_the_clauses_an_edit_changed():
+    assert touched_clauses("The man is fat and the room is blue.", "The man is thin and the room is blue.") == {0}
+    assert touched_clauses("The man is fat and the room is blue.", "The man is fat and the room is not blue.") == {1}
+    assert touched_clauses("Good. Bad, sad.", "Good. Bad, glad.") == {2}
+    assert touched_clauses("Good, bad.", "Good bad.") is None  # the clause structure changed
