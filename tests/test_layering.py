@@ -102,9 +102,10 @@ def test_jobs_never_import_jobs_or_patch_sys_path(path):
 
 
 def test_tests_mirror_the_package():
-    """tests/<area>/ for every nda/<area>/ (tests/core for nda/*.py), plus tests/tasks for the jobs."""
+    """tests/<area>/ for every nda/<area>/ (tests/core for nda/*.py), plus tests/tasks for the jobs and
+    tests/reliability for adversarial cases that cross areas (bad files, interrupted runs, odd inputs)."""
     areas = {p.name for p in (ROOT / "nda").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
     folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
-    assert areas | {"core", "tasks"} == folders, f"package areas {sorted(areas)} vs test folders {sorted(folders)}"
-    stray = [p.name for p in (ROOT / "tests").glob("test_*.py") if p.name not in ("test_layering.py", "test_readme.py")]
+    assert areas | {"core", "tasks", "reliability"} == folders, f"package areas {sorted(areas)} vs test folders {sorted(folders)}"
+    stray = [p.name for p in (ROOT / "tests").glob("test_*.py") if p.name not in ("test_layering.py", "test_readme.py", "test_packaging.py")]
     assert not stray, f"tests outside an area folder: {stray}"

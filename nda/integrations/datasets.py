@@ -20,8 +20,10 @@ Label-flipping negatives (``counterfactual``, and any composite with one, such a
 ``"counterfactual|token_shuffle"``: the negative's ``flips_labels``) also add, per negative column,
 ``<column>_label`` (the label after the edit: flipped where ``_flipped``, the original elsewhere; only when
 ``label_column`` is in the batch), ``<column>_flipped`` (bool: the label flipped) and ``<column>_valid`` (bool:
-usable as a negative -- False where a counterfactual could not flip the row, whose text is then the original).
-Filter on ``_flipped`` for label-flipped training data, on ``_valid`` for negatives.
+usable as a negative -- False where a counterfactual could not flip the row, whose text is then the original) and
+``<column>_paraphrase`` (bool: the text changed but its flips cancelled, e.g. antonym then negation of one clause,
+so it keeps the label: a positive, never a negative). Filter on ``_flipped`` for label-flipped training data, on
+``_valid`` for negatives, on ``_paraphrase`` for extra positives.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def add_negatives(
                     rows.append(apply_text(neg, [text], generator=g, labels=None if labels is None else [labels[i]]))
                 res = NegativeResult(
                     [x[0] for x in rows], flipped=[x.flipped[0] for x in rows], valid=[x.valid[0] for x in rows],
-                    labels=None if labels is None else [x.labels[0] for x in rows],
+                    paraphrase=[x.paraphrase[0] for x in rows], labels=None if labels is None else [x.labels[0] for x in rows],
                 )
             out[name] = list(res)
             if flips:
@@ -109,6 +111,7 @@ def add_negatives(
                     out[f"{name}_label"] = list(res.labels)
                 out[f"{name}_flipped"] = list(res.flipped)
                 out[f"{name}_valid"] = list(res.valid)
+                out[f"{name}_paraphrase"] = list(res.paraphrase)
         return out
 
     return fn

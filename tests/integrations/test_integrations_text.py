@@ -64,7 +64,8 @@ def test_map_pairwise_stitch(ds):
 
 def test_map_counterfactual_columns(ds):
     out = ds.map(add_negatives(Counterfactual("sentiment", strategy="rules")), batched=True)
-    assert out.column_names == ["text", "label", "negative", "negative_label", "negative_flipped", "negative_valid"]
+    assert out.column_names == ["text", "label", "negative", "negative_label", "negative_flipped", "negative_valid",
+                                "negative_paraphrase"]
     assert out["negative_valid"] == out["negative_flipped"]  # alone, a counterfactual is usable iff it flipped
     by_text = {t: (n, lab, f) for t, n, lab, f in zip(out["text"], out["negative"], out["negative_label"], out["negative_flipped"])}
     assert by_text["good movie !"] == ("bad movie !", 0, True)
