@@ -19,6 +19,10 @@ their anchor (a one-word sentence cannot be shuffled) or a counterfactual that c
 the original). Label-flipping negatives (``flips_labels``: ``counterfactual`` alone or inside
 ``"counterfactual|token_shuffle"``) also add ``negative_flipped`` (bool ``(B*k,)``) and, when the features
 carry labels, ``negative_labels`` (the labels after the edit).
+
+Consumers: :class:`nda.integrations.NDATrainer` (a ``transformers.Trainer`` whose loss uses these keys). A plain
+``Trainer`` hands them to ``model(**batch)``, where a Hugging Face model swallows them through ``**kwargs``
+and trains without negatives -- use ``NDATrainer`` or a loss of your own that reads them.
 """
 
 from __future__ import annotations
@@ -106,8 +110,9 @@ class NegativeDataCollator:
             raise ValueError("NegativeDataCollator got an empty list of features")
         if any(self.text_column not in f for f in features):
             raise KeyError(
-                f"every feature needs the raw text field {self.text_column!r} (keep it in the dataset: "
-                "remove_unused_columns=False in TrainingArguments)"
+                f"every feature needs the raw text field {self.text_column!r}: train with "
+                "nda.integrations.NDATrainer, which keeps it and turns the negatives into a loss (a plain "
+                "transformers.Trainer with remove_unused_columns=False keeps it too, but its model ignores negative_*)"
             )
         texts = [f[self.text_column] for f in features]
         rest = [{key: v for key, v in f.items() if key != self.text_column} for f in features]

@@ -26,6 +26,10 @@ The other path needs no custom loss: precompute the negative column with
 ``datasets.Dataset.map(nda.integrations.datasets.add_negatives(...))`` and train the plain
 ``MultipleNegativesRankingLoss`` on (anchor, positive, negative) columns (see ``examples/sentence_transformers_nda.py``).
 
+:class:`NDASuiteEvaluator` runs nda's evaluation suite (:mod:`nda.metrics.sentence_eval`: STS, negation and
+word-order sensitivity, the CAD probe) as a sentence-transformers evaluator, so it scores the model during
+``SentenceTransformerTrainer`` training (``evaluator=``) with the same numbers as ``tasks/eval_sentence.py``.
+
 Only public sentence-transformers API is used (``model(features)["sentence_embedding"]``, ``model.tokenizer``,
 ``model.tokenize`` / ``model.preprocess``, ``util.cos_sim`` / ``util.dot_score``): sentence-transformers >= 3.
 """
@@ -33,6 +37,7 @@ Only public sentence-transformers API is used (``model(features)["sentence_embed
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,7 +47,13 @@ from nda.distributed import gather_no_grad, gather_with_grad, world_info
 from nda.objectives.soft_negative import NEGATIVE_LOSS_MODES, SoftNegativeLoss, uses_negatives
 from nda.text import supports_token_level, text_negatives, token_negatives
 
-__all__ = ["NDAMultipleNegativesRankingLoss", "MultipleNegativesRankingLoss", "supports_token_level"]  # noqa: F822 (module __getattr__)
+try:  # sentence-transformers >= 6 (the old path warns)
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
+except ImportError:  # sentence-transformers 3-5
+    from sentence_transformers.evaluation import SentenceEvaluator
+
+__all__ = ["NDAMultipleNegativesRankingLoss", "NDASuiteEvaluator", "MultipleNegativesRankingLoss",  # noqa: F822
+           "supports_token_level"]  # (MultipleNegativesRankingLoss: module __getattr__)
 
 
 def __getattr__(name: str) -> Any:
@@ -241,3 +252,97 @@ class NDAMultipleNegativesRankingLoss(nn.Module):
   year={2021}
 }
 """
+
+
+class NDASuiteEvaluator(SentenceEvaluator):
+    """nda's evaluation suite as a sentence-transformers evaluator (``SentenceTransformerTrainer(evaluator=...)``).
+
+    Args:
+        paths: dataset locations for :func:`nda.metrics.sentence_eval.load_suite` (keys of ``DEFAULT_PATHS``;
+            ``None`` values skip a task); ignored when ``suite`` is given.
+        tasks: which tasks to load (default: all of ``TASKS``).
+        suite: an already loaded :class:`~nda.metrics.sentence_eval.Suite` (e.g. a small dev subset).
+        name: prefix of the metric names (``"nda"`` -> ``nda_STS-B_spearman``; the trainer adds ``eval_``).
+        batch_size: encoding batch size.
+        primary_metric: the metric (without prefix) that selects the best checkpoint; default ``"STS avg"``
+            when all seven STS tasks load, else the first metric of the first task.
+        probe_kwargs: passed to the CAD probe (:func:`nda.metrics.probe.logistic_probe`).
+
+    Metrics: every float of ``score_suite`` (scores x100, higher = better), flattened to ``<task>_<metric>``
+    (``STS-B_spearman``, ``CANNOT_auroc``, ``CAD_new_dev_acc``, ``STS avg``). Datasets that are missing are
+    skipped when loading (listed in :attr:`skipped`); a suite with nothing left is an error. The model is
+    re-encoded on every call (no embedding cache: it changes while training).
+    """
+
+    def __init__(self, paths: dict[str, Any] | None = None, tasks: Iterable[str] | None = None, suite: Any = None,
+                 name: str = "nda", batch_size: int = 64, primary_metric: str | None = None,
+                 probe_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        from nda.metrics.sentence_eval import TASKS, load_suite
+
+        if suite is None:
+            suite = load_suite(paths, tuple(tasks) if tasks is not None else TASKS)
+        if not getattr(suite, "tasks", None):
+            reasons = "; ".join(f"{t}: {r}" for t, r in getattr(suite, "skipped", {}).items())
+            raise ValueError(f"NDASuiteEvaluator has no task to run: every dataset was skipped ({reasons or 'none given'})")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        self.suite = suite
+        self.name = name
+        self.batch_size = batch_size
+        self.probe_kwargs = dict(probe_kwargs or {})
+        self._primary = primary_metric
+        self.primary_metric = primary_metric  # the unprefixed name until the first call resolves the default
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Tasks that did not load, with the reason."""
+        return dict(self.suite.skipped)
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        from nda.metrics.sentence_eval import embed_suite, score_suite
+
+        def encode(texts: list[str]) -> Tensor:
+            return model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
+
+        emb = embed_suite(self.suite, encode, batch_size=self.batch_size, progress=False)
+        scores, _ = score_suite(self.suite, emb, self.probe_kwargs)
+        metrics = flatten_suite_metrics(scores)
+        primary = self._primary or ("STS avg" if "STS avg" in metrics else next(iter(metrics)))
+        if primary not in metrics:
+            raise ValueError(f"primary_metric {primary!r} is not among the metrics {sorted(metrics)}")
+        self.primary_metric = primary
+        if output_path is not None:
+            _append_csv(Path(output_path) / f"{self.name or 'nda'}_suite_results.csv", epoch, steps, metrics)
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"tasks": list(self.suite.tasks), "skipped": list(self.suite.skipped), "batch_size": self.batch_size}
+
+
+def flatten_suite_metrics(scores: dict[str, Any]) -> dict[str, float]:
+    """``score_suite`` metrics as flat ``{"<task>_<metric>": x100 float}``: numbers only (no pair counts, no
+    per-C cross-validation tables, no regularisation strength)."""
+    flat: dict[str, float] = {}
+    for task, value in scores.items():
+        if isinstance(value, dict):
+            for key, number in value.items():
+                if isinstance(number, float) and key not in ("C",):
+                    flat[f"{task}_{key}"] = number
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[task] = float(value)
+    return flat
+
+
+def _append_csv(path: Path, epoch: int, steps: int, metrics: dict[str, float]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file()
+    with path.open("a", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(["epoch", "steps", *metrics])
+        writer.writerow([epoch, steps, *metrics.values()])
