@@ -34,11 +34,13 @@ from typing import Any
 import torch
 
 import nda
+import nda.data.images as _data_images
 from nda.base import apply_text
 
 __all__ = ["main", "build_parser", "load_image_folder", "sample_photo_crops", "image_grid"]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+IMAGE_EXTENSIONS = frozenset(_data_images.IMAGE_EXTENSIONS)
+"""Image file types read by ``--images`` and written by ``--out`` (one list, :mod:`nda.data.images`'s)."""
 TEXT_OUT_EXTENSIONS = frozenset({".md", ".markdown", ".txt"})
 
 
@@ -62,7 +64,11 @@ def _square_resize(image: Any, size: int) -> torch.Tensor:
 
 def load_image_folder(directory: str | Path, n: int, size: int, seed: int = 0) -> torch.Tensor:
     """Up to ``n`` images found recursively under ``directory`` (seeded pick when there are more), centre-cropped
-    and resized to ``size`` x ``size``: a ``(n, 3, size, size)`` uint8 batch."""
+    and resized to ``size`` x ``size``: a ``(n, 3, size, size)`` uint8 batch.
+
+    Files are read as :mod:`nda.data.images` reads them (one home for pixel formats): 16-bit and float images
+    rescaled to 8 bits, alpha composited over black, gray copied to RGB; each converted file is counted in a
+    note on stderr. Hidden files (``._x.jpg``) are skipped; an unreadable image is skipped with a warning."""
     from PIL import Image, UnidentifiedImageError
 
     root = Path(directory)
@@ -70,7 +76,7 @@ def load_image_folder(directory: str | Path, n: int, size: int, seed: int = 0) -
         raise CLIError(f"--images: directory {str(root)!r} does not exist")
     if not root.is_dir():
         raise CLIError(f"--images: {str(root)!r} is not a directory")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and _data_images.is_image_name(p.name))
     if not files:
         raise CLIError(
             f"--images: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) found under {str(root)!r} (searched recursively)"
@@ -78,12 +84,21 @@ def load_image_folder(directory: str | Path, n: int, size: int, seed: int = 0) -
     if len(files) > n:
         files = sorted(random.Random(seed).sample(files, n))
     out = []
+    converted: dict[str, int] = {}
     for path in files:
         try:
             with Image.open(path) as image:
-                out.append(_square_resize(image, size))
-        except (UnidentifiedImageError, OSError) as err:
+                image.load()
+                rgb, note = _data_images.to_8bit(image, 3, str(path))
+                out.append(_square_resize(rgb, size))
+        except (UnidentifiedImageError, OSError, ValueError) as err:
             print(f"nda: warning: skipping unreadable image {path}: {err}", file=sys.stderr)
+            continue
+        if note is not None:
+            converted[note] = converted.get(note, 0) + 1
+    if converted:
+        print(f"nda: note: converted {sum(converted.values())} of {len(out)} images to 8-bit RGB: "
+              + "; ".join(f"{count} {note}" for note, count in sorted(converted.items())), file=sys.stderr)
     if not out:
         raise CLIError(f"--images: none of the {len(files)} image files under {str(root)!r} could be read")
     return torch.stack(out)

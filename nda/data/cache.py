@@ -19,6 +19,7 @@ finished files only, and :func:`check_npy` verifies the header and the exact fil
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CacheWriteError",
     "DigestMemo",
     "ResumableArray",
     "atomic_write_text",
@@ -78,11 +80,53 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
 
 
+class CacheWriteError(OSError):
+    """Writing a cache file failed (disk full, quota, I/O error, permissions): an ``OSError`` with the same
+    ``errno`` and ``filename`` set, whose message is one line naming the file, the reason and what to do.
+
+    Why: a bare ``[Errno 28] No space left on device`` from a ``pwrite`` deep in a build names no file and
+    no remedy; the caller (or ``cli()``) can print this one as it is."""
+
+    def __init__(self, err: OSError, path: str | os.PathLike, what: str = "cache file") -> None:
+        reason = err.strerror or str(err)
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = ("no space left on the device" if err.errno == errno.ENOSPC else "disk quota exceeded") + \
+                f" while writing the {what} {os.fspath(path)}: free space (the partial cache resumes) or pass " \
+                f"cache_dir= / set NDA_CACHE to a larger disk"
+        else:
+            hint = f"cannot write the {what} {os.fspath(path)}: {reason}"
+        super().__init__(err.errno, hint, os.fspath(path))
+        self.message = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str = "cache file") -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into a :class:`CacheWriteError` naming ``path``."""
+    try:
+        yield
+    except CacheWriteError:
+        raise
+    except OSError as err:
+        raise CacheWriteError(err, err.filename if isinstance(err.filename, str) else path, what) from err
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename, so readers see the old or the new file."""
+    """Write ``text`` to ``path`` through a temp file and a rename, so readers see the old or the new file.
+    The data is synced before the rename (a crash never leaves a renamed but empty file)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 @contextlib.contextmanager
@@ -252,9 +296,10 @@ class ResumableArray:
         self.part = self.path.with_name(self.path.name + ".part")
         self.progress = self.path.with_name(self.path.name + ".progress.json")
         self.done = self._resume_point()
-        if self.done == 0:
-            self._create()
-        self._fd = os.open(self.part, os.O_RDWR)
+        with writing(self.part, "image cache file"):
+            if self.done == 0:
+                self._create()
+            self._fd = os.open(self.part, os.O_RDWR)
         self.offset = check_npy(self.part, self.shape)
 
     def _resume_point(self) -> int:
@@ -283,25 +328,30 @@ class ResumableArray:
         if len(rows) == 0:
             return
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist()):
-            data = memoryview(values[a:b]).cast("B")
-            pos = self.offset + int(rows[a]) * self.row_bytes
-            while len(data):
-                written = os.pwrite(self._fd, data, pos)
-                data, pos = data[written:], pos + written
+        with writing(self.part, "image cache file"):
+            for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(rows)].tolist()):
+                data = memoryview(values[a:b]).cast("B")
+                pos = self.offset + int(rows[a]) * self.row_bytes
+                while len(data):
+                    written = os.pwrite(self._fd, data, pos)
+                    data, pos = data[written:], pos + written
 
     def commit(self, done: int) -> None:
         """Make the rows written so far durable, then record that ``done`` items are finished."""
-        os.fsync(self._fd)
+        with writing(self.part, "image cache file"):
+            os.fsync(self._fd)
         self.done = int(done)
-        atomic_write_text(self.progress, json.dumps({"key": self.key, "shape": list(self.shape), "done": self.done}))
+        with writing(self.progress, "image cache progress record"):
+            atomic_write_text(self.progress, json.dumps({"key": self.key, "shape": list(self.shape),
+                                                         "done": self.done}))
 
     def finish(self) -> None:
         """Sync, close and publish the array at ``path``; drop the progress record."""
-        os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = -1
-        os.replace(self.part, self.path)
+        with writing(self.path, "image cache file"):
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self.part, self.path)
         self.progress.unlink(missing_ok=True)
 
     def close(self) -> None:

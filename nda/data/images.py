@@ -27,7 +27,15 @@ Sources accepted by :func:`load_images`:
   e.g. generated samples for ``tasks/eval_gan.py --images``). Names starting with ``.`` are skipped
   (macOS ``._x.jpg`` resource files are not images).
 - a ``.tar`` / ``.tar.gz`` / ``.tgz`` / ``.tar.bz2`` / ``.tar.xz`` of such a folder, decoded straight from
-  the archive (streamed twice: once to list it, once to decode; never unpacked to disk).
+  the archive (streamed twice: once to list it, once to decode; never unpacked to disk). Hard and symbolic
+  links load the file they point to, as in the folder; a link out of the archive, dangling, looping or to a
+  folder, and two members with one name, are errors naming the member (never a dropped or black image).
+
+Pixels are loaded as they are (:func:`to_8bit`): 16-bit levels (``I;16``, ``I``) rescaled by 255/65535,
+float (``F``) in [0, 1] scaled by 255 or in [0, 255] rounded, alpha composited over black, palette /
+``CMYK`` / ``1`` converted to RGB / gray. The channel count is ``channels=`` or else the majority of the
+files' own (a tie is 3; Hugging Face sets: the first row's); each converted file is counted in one log
+warning per build.
 - ``"hf:<name>"`` (or a name that is not an existing path): ``datasets.load_dataset(name, split=split)``,
   or a ``datasets.Dataset`` object, with the image and label columns auto-detected. Keyed on the dataset's
   content fingerprint; if the hub is unreachable, the last complete cache for that name/split is used.
@@ -64,6 +72,7 @@ import logging
 import os
 import posixpath
 import tarfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +90,7 @@ from nda.data.image_store import (
     resolve_reader,
 )
 from nda.data.cache import (
+    CacheWriteError,
     DigestMemo,
     ResumableArray,
     atomic_write_text,
@@ -89,6 +99,7 @@ from nda.data.cache import (
     file_lock,
     short_hash,
     span_digest,
+    writing,
 )
 
 __all__ = [
@@ -97,8 +108,11 @@ __all__ = [
     "ImageData",
     "build_image_cache",
     "default_cache_dir",
+    "image_channels",
+    "is_image_name",
     "load_images",
     "open_image_cache",
+    "to_8bit",
     "to_float",
     "to_uint8",
 ]
@@ -108,7 +122,7 @@ log = logging.getLogger("nda.data")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 CHUNK_BYTES = 64 << 20
 """Decoded pixels per decode/write chunk: the build's memory bound and its resume granularity."""
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3  # 3: 16-bit/float/alpha decoded as they are, channels by majority, tar links
 _CHECK_SPAN = 1 << 20  # bytes spot-checked (digest) at each end of images.npy when a cache is opened
 _DIGITS_SPLIT_SEED = 1234
 _DIGITS_TEST_FRACTION = 0.2
@@ -217,14 +231,24 @@ def build_image_cache(
     labels: np.ndarray | None = None,
     classes: Sequence[str] = (),
     name: str | None = None,
+    *,
+    key: str | None = None,
 ) -> Path:
     """Write a cache entry at ``path`` (no suffix) from ``chunks(start)``, an iterator of uint8
     ``(n, C, H, W)`` blocks in row order from row ``start`` (resumable); open it with
-    :func:`open_image_cache`. For synthetic sets (``benchmarks/data_scale.py``) and custom decoders."""
+    :func:`open_image_cache`. For synthetic sets (``benchmarks/data_scale.py``) and custom decoders.
+
+    ``key`` names the content ``chunks`` produces (e.g. a hash of the generator's version, seed and
+    parameters). A finished entry, or an interrupted build, at ``path`` is reused only when its key, size,
+    shape, labels and classes all match; anything else is rebuilt from row 0. Without a ``key`` the content
+    cannot be known before it is produced, so the entry is always rebuilt (never an old array for new data,
+    never two data sets in one file)."""
     base = Path(path)
     labels = np.full(num_images, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
     if labels.shape != (num_images,):
         raise ValueError(f"labels must have shape ({num_images},), got {labels.shape}")
+    if key is not None and (not isinstance(key, str) or not key):
+        raise ValueError(f"key must be a non-empty string naming the content (or None: always rebuild), got {key!r}")
 
     def produce(writer: ResumableArray | _RamArray) -> None:
         row = writer.done
@@ -233,16 +257,26 @@ def build_image_cache(
             if block.dtype != np.uint8 or block.shape[1:] != tuple(shape):
                 raise ValueError(f"chunks must yield uint8 (n, {', '.join(map(str, shape))}) blocks, got "
                                  f"{block.dtype} {block.shape}")
+            if row + len(block) > num_images:
+                raise ValueError(f"chunks yielded more than the {num_images} images expected")
             writer.write(np.arange(row, row + len(block)), block)
             row += len(block)
             writer.commit(row)
         if row != num_images:
             raise ValueError(f"chunks yielded {row} images, expected {num_images}")
 
-    plan = _Plan(num_images, tuple(shape), labels, list(classes), name or base.name, produce)
+    classes = [str(c) for c in classes]
+    content = key if key is not None else f"unkeyed:{os.getpid()}:{time.time_ns()}:{os.urandom(8).hex()}"
+    identity = short_hash(_CACHE_VERSION, "custom", content, num_images, tuple(shape), _labels_digest(labels),
+                          json.dumps(classes))
+    plan = _Plan(num_images, tuple(shape), labels, classes, name or base.name, produce)
+    base.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(base.with_name(base.name + ".lock")):
-        if _check_entry(base):
-            _write_entry(base, short_hash("custom", base.name, num_images, shape), plan)
+        problem = _check_entry(base, identity)
+        if problem:
+            if key is None:
+                log.info("image cache %s: no key= names its content, so it is (re)built", base.name)
+            _write_entry(base, identity, plan)
     return base.with_name(base.name + ".json")
 
 
@@ -261,8 +295,16 @@ def _files(base: Path) -> dict[str, Path]:
             (("meta", ".json"), ("images", ".images.npy"), ("labels", ".labels.npy"), ("lock", ".lock"))}
 
 
-def _check_entry(base: Path) -> str | None:
-    """``None`` when ``base`` is a complete, intact cache entry; else what is wrong with it."""
+def _labels_digest(labels: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.blake2b(np.ascontiguousarray(labels, np.int64).tobytes(), digest_size=16).hexdigest()
+
+
+def _check_entry(base: Path, key: str | None = None) -> str | None:
+    """``None`` when ``base`` is a complete, intact cache entry (of content ``key``, when given); else what is
+    wrong with it. Verified on every open: format, key, headers, exact lengths, the labels' digest and a
+    digest of the first and last MiB of pixels."""
     f = _files(base)
     if not f["meta"].is_file():
         return "no completion record (never built, or interrupted)"
@@ -270,9 +312,13 @@ def _check_entry(base: Path) -> str | None:
         meta = json.loads(f["meta"].read_text())
         if meta.get("format") != _CACHE_VERSION:
             return f"cache format {meta.get('format')}, expected {_CACHE_VERSION}"
+        if key is not None and meta.get("key") != key:
+            return "it holds other content (its key differs)"
         shape = tuple(int(s) for s in meta["shape"])
         offset = check_npy(f["images"], shape)
         check_npy(f["labels"], (shape[0],), np.int64)
+        if _labels_digest(np.load(f["labels"], allow_pickle=False)) != meta["labels"]:
+            return "labels do not match the digest in its completion record"
         total = int(np.prod(shape))
         span = int(meta["check"]["span"])
         if not 0 < span <= total:
@@ -296,26 +342,25 @@ def _open_mapped(base: Path, reader: str) -> ImageData:
 def _cached(base: Path, key: str, make_plan: Callable[[], _Plan]) -> Path | ImageData:
     """The path of a valid entry at ``base``: the existing one, or one built now (under a file lock). If the
     cache folder is not writable, the set is decoded into RAM instead (slower next time, not wrong)."""
-    problem = _check_entry(base)
+    problem = _check_entry(base, key)
     if problem is None:
         return base
     f = _files(base)
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
         with file_lock(f["lock"]):
-            problem = _check_entry(base)  # another process may have built it while we waited
+            problem = _check_entry(base, key)  # another process may have built it while we waited
             if problem is None:
                 return base
             if f["meta"].exists():
                 log.warning("image cache %s is not usable (%s): rebuilding it", base, problem)
             _write_entry(base, key, make_plan())
     except OSError as err:
-        if err.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"no space left on the device of {base.parent} while writing the image cache "
-                                        f"{base.name}: free space (the partial cache resumes) or pass cache_dir= / "
-                                        f"set NDA_CACHE to a larger disk") from err
         if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise
+            if isinstance(err, CacheWriteError):
+                raise
+            raise CacheWriteError(err, err.filename if isinstance(err.filename, str) else base, "image cache file"
+                                  ) from err
         log.warning("the image cache folder %s is not writable (%s): decoding into RAM", base.parent, err.strerror)
         plan = make_plan()
         ram = _RamArray(plan.n, plan.chw)
@@ -336,16 +381,22 @@ def _write_entry(base: Path, key: str, plan: _Plan) -> None:
     finally:
         writer.close()
     tmp = f["labels"].with_name(f".{f['labels'].name}.tmp{os.getpid()}.npy")
-    np.save(tmp, plan.labels.astype(np.int64))
-    os.replace(tmp, f["labels"])
+    with writing(f["labels"], "image cache file"):
+        with open(tmp, "wb") as fh:
+            np.save(fh, plan.labels.astype(np.int64))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, f["labels"])
     shape = (plan.n, *plan.chw)
     total = int(np.prod(shape))
     span = min(_CHECK_SPAN, total)
     offset = check_npy(f["images"], shape)
     meta = {"format": _CACHE_VERSION, "key": key, "name": plan.name, "shape": list(shape), "classes": plan.classes,
+            "labels": _labels_digest(plan.labels),
             "check": {"span": span, "head": span_digest(f["images"], offset, span),
                       "tail": span_digest(f["images"], offset + total - span, span)}}
-    atomic_write_text(f["meta"], json.dumps(meta))
+    with writing(f["meta"], "image cache completion record"):
+        atomic_write_text(f["meta"], json.dumps(meta))
 
 
 class _RamArray:
@@ -375,21 +426,84 @@ def _subset(data: ImageData, limit: int | None, in_memory: bool | None) -> Image
 
 
 # -------------------------------------------------------------------------------------------- decoding
-def _image_mode(first: Any, channels: int | None) -> str:
-    if channels == 1 or (channels is None and getattr(first, "mode", "RGB") in ("L", "1", "I", "I;16", "F")):
-        return "L"
-    return "RGB"
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "F", *_SIXTEEN_BIT})
+_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
 
 
-def _decode_one(im: Any, mode: str, size: tuple[int, int], c: int) -> np.ndarray:
+def image_channels(im: Any) -> int:
+    """1 for a grayscale image (any bit depth, with or without alpha, or a palette of grays), else 3.
+
+    Reads only what ``Image.open`` already parsed (mode and palette), so a folder can be surveyed cheaply."""
+    mode = getattr(im, "mode", None)
+    if mode is None:  # an array (Hugging Face cells)
+        arr = np.asarray(im)
+        return 1 if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 2)) else 3
+    if mode in ("P", "PA"):
+        palette = im.getpalette() or []
+        rgb = np.asarray(palette[: len(palette) // 3 * 3], np.int32).reshape(-1, 3)
+        return 1 if len(rgb) and (rgb == rgb[:, :1]).all() else 3
+    return 1 if mode in _GRAY_MODES else 3
+
+
+def to_8bit(im: Any, channels: int, where: str) -> tuple[Any, str | None]:
+    """``im`` as an 8-bit PIL image with ``channels`` (1: ``"L"``, 3: ``"RGB"``), and what was converted
+    (``None`` when the file already was 8-bit with that many channels).
+
+    Why not ``im.convert``: PIL clips 16-bit and float pixels to 0..255 (a 0..65535 ramp comes out white).
+    Here 16-bit levels (``I;16*``, and ``I`` within 0..65535) are rescaled by 255/65535; float (``F``) pixels
+    in [0, 1] are scaled by 255, in [0, 255] rounded (anything else is an error); alpha (``LA``, ``RGBA``,
+    transparent palettes) is composited over black (a transparent pixel is 0, whatever colour it stored);
+    palette, ``1``, ``CMYK``, ``YCbCr``, ... go through PIL's conversion to RGB; gray <-> RGB last (gray
+    copied to 3 channels, or ITU-R 601 luma)."""
     from PIL import Image
 
     if not isinstance(im, Image.Image):
         im = Image.fromarray(np.asarray(im))
-    im = im.convert(mode)
+    mode, target = im.mode, ("L" if channels == 1 else "RGB")
+    notes: list[str] = []
+    try:
+        if mode in _SIXTEEN_BIT:
+            a = np.asarray(im).astype(np.int64)
+            if a.size and (a.min() < 0 or a.max() > 65535):
+                raise ValueError(f"{mode} pixels in [{a.min()}, {a.max()}], expected 16-bit levels 0..65535")
+            im = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8), "L")
+            notes.append("16-bit levels rescaled to 8 bits")
+        elif mode == "F":
+            a = np.asarray(im, np.float64)
+            lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+            if not np.isfinite(a).all() or lo < 0 or hi > 255:
+                raise ValueError(f"float pixels in [{lo:g}, {hi:g}], expected [0, 1] or [0, 255]")
+            scale = 255.0 if hi <= 1 else 1.0
+            im = Image.fromarray(np.rint(a * scale).astype(np.uint8), "L")
+            notes.append("float [0, 1] scaled to 0..255" if scale > 1 else "float 0..255 rounded")
+        elif mode in _ALPHA_MODES or "transparency" in im.info:
+            gray = image_channels(im) == 1
+            a = np.asarray(im.convert("RGBA"), np.uint16)
+            color = ((a[..., :1] if gray else a[..., :3]) * a[..., 3:] + 127) // 255
+            im = Image.fromarray(color.astype(np.uint8).squeeze(-1) if gray else color.astype(np.uint8))
+            notes.append("alpha composited over black")
+        elif mode == "1":
+            im = im.convert("L")
+            notes.append("1-bit scaled to 0/255")
+        elif mode not in ("L", "RGB"):
+            im = im.convert("RGB")
+            notes.append("converted to RGB")
+        if im.mode != target:
+            im = im.convert(target)
+            notes.append("gray copied to 3 channels" if target == "RGB" else "RGB to gray (ITU-R 601 luma)")
+    except (ValueError, OSError) as err:
+        raise ValueError(f"cannot decode image {where}: {err}") from err
+    return im, (f"{mode} -> {target} ({', '.join(notes)})" if notes else None)
+
+
+def _decode_one(im: Any, channels: int, size: tuple[int, int], where: str) -> tuple[np.ndarray, str | None]:
+    from PIL import Image
+
+    im, note = to_8bit(im, channels, where)
     if im.size != size:
         im = im.resize(size, Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8).reshape(size[1], size[0], c)
+    return np.asarray(im, dtype=np.uint8).reshape(size[1], size[0], channels), note
 
 
 def _open_image(src: Path | bytes, where: str) -> Any:
@@ -407,23 +521,57 @@ def _open_image(src: Path | bytes, where: str) -> Any:
         ) from err
 
 
-class _Decoder:
-    """Decodes chunks of images in a thread pool (PIL releases the GIL) into ``(n, C, H, W)`` uint8."""
+def _probe(src: Path | bytes, where: str) -> tuple[int, tuple[int, int]]:
+    """``(channels, (width, height))`` of one image from its header (no pixel decode)."""
+    from PIL import Image
 
-    def __init__(self, mode: str, size: tuple[int, int]) -> None:
-        self.mode, self.size = mode, size
-        self.c = 1 if mode == "L" else 3
+    try:
+        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
+            return image_channels(im), tuple(im.size)
+    except Exception as err:  # noqa: BLE001 - as _open_image
+        raise ValueError(f"cannot decode image {where}: its header is unreadable ({err}). Fix or remove the file and "
+                         f"load again") from err
+
+
+def _vote_channels(votes: Sequence[int], channels: int | None, name: str) -> int:
+    """``channels`` if given, else the majority of the files' own channel counts (a tie is colour: no
+    information is dropped). A mixed set is logged, so the conversion is never silent."""
+    if channels is not None:
+        return channels
+    gray = sum(1 for v in votes if v == 1)
+    colour = len(votes) - gray
+    chosen = 1 if gray > colour else 3
+    if gray and colour:
+        log.warning("%s: %d grayscale and %d colour images: loading all with %d channel(s), the majority "
+                    "(pass channels=1 or channels=3 to choose)", name, gray, colour, chosen)
+    return chosen
+
+
+class _Decoder:
+    """Decodes chunks of images in a thread pool (PIL releases the GIL) into ``(n, C, H, W)`` uint8, and
+    counts every file that needed a conversion (logged once by :meth:`close`)."""
+
+    def __init__(self, channels: int, size: tuple[int, int], name: str) -> None:
+        self.c, self.size, self.name = channels, size, name
         self.row_bytes = self.c * size[0] * size[1]
         self.chunk = max(1, CHUNK_BYTES // self.row_bytes)
         self.pool = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2))
+        self.decoded = 0
+        self.converted: dict[str, list[Any]] = {}  # note -> [count, first file]
 
-    def decode(self, items: Sequence[Any], load: Callable[[Any], Any]) -> np.ndarray:
+    def decode(self, items: Sequence[Any], load: Callable[[Any], Any], where: Callable[[Any], str]) -> np.ndarray:
         out = np.empty((len(items), self.size[1], self.size[0], self.c), np.uint8)
+        notes: list[str | None] = [None] * len(items)
 
         def one(k: int) -> None:
-            out[k] = _decode_one(load(items[k]), self.mode, self.size, self.c)
+            out[k], notes[k] = _decode_one(load(items[k]), self.c, self.size, where(items[k]))
 
         list(self.pool.map(one, range(len(items))))
+        self.decoded += len(items)
+        for item, note in zip(items, notes):
+            if note is not None:
+                entry = self.converted.setdefault(note, [0, where(item)])
+                entry[0] += 1
         return out.transpose(0, 3, 1, 2)
 
     def bar(self, total: int, initial: int, desc: str) -> Any:
@@ -433,6 +581,11 @@ class _Decoder:
 
     def close(self) -> None:
         self.pool.shutdown()
+        if self.converted:
+            total = sum(n for n, _ in self.converted.values())
+            log.warning("%s: converted %d of %d images to %d-channel 8-bit: %s", self.name, total, self.decoded,
+                        self.c, "; ".join(f"{n} {note} (e.g. {first})" for note, (n, first) in
+                                          sorted(self.converted.items())))
 
 
 # ---------------------------------------------------------------------------------------------- digits
@@ -484,7 +637,8 @@ def _is_tarball(path: Path) -> bool:
     return path.name.lower().endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz"))
 
 
-def _is_image_name(name: str) -> bool:
+def is_image_name(name: str) -> bool:
+    """An image file name (by extension) that is not hidden (macOS ``._x.jpg`` resource files are not images)."""
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
@@ -502,7 +656,15 @@ class _FsTree:
         return sorted(e.name for e in self._entries(rel) if e.is_dir() and not e.name.startswith("."))
 
     def images(self, rel: str) -> list[str]:
-        return sorted(e.name for e in self._entries(rel) if e.is_file() and _is_image_name(e.name))
+        found = []
+        for e in self._entries(rel):
+            if not is_image_name(e.name):
+                continue
+            if e.is_file():
+                found.append(e.name)
+            elif e.is_symlink() and not os.path.exists(e.path):  # never silently one image fewer
+                raise ValueError(f"image {e.path} is a broken link (to {os.readlink(e.path)!r}): fix or remove it")
+        return sorted(found)
 
 
 class _TarTree:
@@ -516,7 +678,7 @@ class _TarTree:
         for f in files:
             parent, name = posixpath.split(f)
             self._add_dir(parent)
-            if _is_image_name(name):
+            if is_image_name(name):
                 self._files.setdefault(parent, []).append(name)
 
     def _add_dir(self, d: str) -> None:
@@ -587,12 +749,6 @@ def _layout(tree: _FsTree | _TarTree, split: str, shown: str) -> tuple[str, list
     return split_dir, classes, files, np.asarray(labels, np.int64)
 
 
-def _shape_for(first: Any, image_size: int | None, channels: int | None) -> tuple[str, tuple[int, int]]:
-    mode = _image_mode(first, channels)
-    size = (image_size, image_size) if image_size is not None else tuple(first.size)
-    return mode, size
-
-
 def _entry_base(cache: Path, stem: str, split: str, key: str) -> Path:
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:60] or "data"
     return cache / "arrays" / f"{safe}-{split}-{key}"
@@ -608,14 +764,18 @@ def _folder_entry(folder: Path, split: str, image_size: int | None, channels: in
     name = f"{folder.name}/{split}"
 
     def plan() -> _Plan:
-        mode, size = _shape_for(_open_image(folder / files[0], str(folder / files[0])), image_size, channels)
-        dec = _Decoder(mode, size)
+        where = lambda rel: str(folder / rel)  # noqa: E731
+        with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
+            probes = list(pool.map(lambda rel: _probe(folder / rel, where(rel)), files))
+        c = _vote_channels([p[0] for p in probes], channels, name)
+        size = (image_size, image_size) if image_size is not None else probes[0][1]
+        dec = _Decoder(c, size, name)
 
         def produce(writer: ResumableArray | _RamArray) -> None:
             with dec.bar(len(files), writer.done, f"decoding {name}") as bar:
                 for a in range(writer.done, len(files), dec.chunk):
                     b = min(len(files), a + dec.chunk)
-                    chunk = dec.decode(files[a:b], lambda rel: _open_image(folder / rel, str(folder / rel)))
+                    chunk = dec.decode(files[a:b], lambda rel: _open_image(folder / rel, where(rel)), where)
                     writer.write(np.arange(a, b), chunk)
                     writer.commit(b)
                     bar.update(b - a)
@@ -669,19 +829,18 @@ def _tar_entry(path: Path, split: str, image_size: int | None, channels: int | N
     name = f"{path.name}/{split}"
 
     def plan() -> _Plan:
-        names, dirs = [], []
-        try:
-            with _open_tar(path) as tar:
-                for m in _iter_members(tar):
-                    (names if m.isreg() else dirs if m.isdir() else []).append(_member_name(m.name))
-        except (tarfile.TarError, EOFError, OSError) as err:
-            raise ValueError(f"cannot read the archive {path}: {err}") from err
-        _, classes, files, labels = _layout(_TarTree(names, dirs), split, str(path))
-        row_of = {f: i for i, f in enumerate(files)}
-        first = _open_image(_read_member(path, files[0]), f"{path}:{files[0]}")
-        mode, size = _shape_for(first, image_size, channels)
-        dec = _Decoder(mode, size)
-        total = sum(1 for n in names if n in row_of)  # occurrences in stream order (a name may repeat)
+        listing = _TarListing(path)
+        _, classes, files, labels = _layout(_TarTree(listing.files, listing.dirs), split, str(path))
+        source = [listing.target(f) for f in files]  # the regular member that holds each row's bytes
+        rows_of: dict[str, list[int]] = {}
+        for row, member in enumerate(source):
+            rows_of.setdefault(member, []).append(row)
+        probes = [listing.probes.get(m) or _probe(_read_member(path, m), f"{path}:{m}") for m in source[:1]] + \
+            [listing.probes[m] for m in source[1:] if m in listing.probes]
+        c = _vote_channels([p[0] for p in probes], channels, name)
+        size = (image_size, image_size) if image_size is not None else probes[0][1]
+        dec = _Decoder(c, size, name)
+        total = len(rows_of)  # regular members to read, in stream order (each may fill several rows: links)
 
         def produce(writer: ResumableArray | _RamArray) -> None:
             seen = 0
@@ -690,28 +849,31 @@ def _tar_entry(path: Path, split: str, image_size: int | None, channels: int | N
 
             def flush() -> None:
                 if rows:
-                    chunk = dec.decode(blobs, lambda blob: _open_image(blob[0], f"{path}:{blob[1]}"))
+                    chunk = dec.decode(blobs, lambda blob: _open_image(blob[0], blob[1]), lambda blob: blob[1])
                     writer.write(np.asarray(rows), chunk)
                     writer.commit(seen)
                     bar.update(len(rows))
                     rows.clear()
                     blobs.clear()
 
-            with dec.bar(total, writer.done, f"decoding {name}") as bar, _open_tar(path) as tar:
+            with dec.bar(len(files), writer.done, f"decoding {name}") as bar, _open_tar(path) as tar:
                 try:
                     for m in _iter_members(tar):
                         if not m.isreg():
                             continue
                         member = _member_name(m.name)
-                        row = row_of.get(member)
-                        if row is None:
+                        targets = rows_of.get(member)
+                        if targets is None:
                             continue
                         seen += 1
                         if seen <= writer.done:  # decoded before an interruption: skip (no read, no decode)
                             continue
-                        rows.append(row)
-                        blobs.append((tar.extractfile(m).read(), member))
-                        if len(rows) == dec.chunk:
+                        data = tar.extractfile(m).read()
+                        for row in targets:
+                            rows.append(row)
+                            shown = files[row] if files[row] == member else f"{files[row]} (link to {member})"
+                            blobs.append((data, f"{path}:{shown}"))
+                        if len(rows) >= dec.chunk:
                             flush()
                     flush()
                 except (tarfile.TarError, EOFError) as err:
@@ -723,6 +885,85 @@ def _tar_entry(path: Path, split: str, image_size: int | None, channels: int | N
         return _Plan(len(files), (dec.c, size[1], size[0]), labels, classes, name, produce)
 
     return _cached(_entry_base(cache, stem, split, key), key, plan)
+
+
+class _TarListing:
+    """One streamed pass over an archive: its regular files, folders and links (hard and symbolic), and the
+    header (channels, size) of every regular image.
+
+    Links are resolved inside the archive (a link to an image loads that image's bytes, like the folder it
+    came from); a link that leaves the archive (absolute, or ``..`` above its root), dangles, loops or points
+    at a folder is refused with an error naming it, never dropped. Two members with one name are refused too:
+    ``tar -x`` would keep the last, a reader could take either."""
+
+    _MAX_HOPS = 40
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.regular: set[str] = set()
+        self.dirs: list[str] = []
+        self.links: dict[str, tuple[str, str]] = {}  # name -> ("hard" | "sym", link target as stored)
+        self.probes: dict[str, tuple[int, tuple[int, int]]] = {}
+        seen: set[str] = set()
+        try:
+            with _open_tar(path) as tar:
+                for m in _iter_members(tar):
+                    name = _member_name(m.name)
+                    if m.isdir():
+                        self.dirs.append(name)
+                        continue
+                    if name in seen:
+                        raise ValueError(f"the archive {path} has two members named {name!r}; which one is meant "
+                                         f"is ambiguous (tar -x keeps the last): rebuild the archive without the "
+                                         f"duplicate")
+                    seen.add(name)
+                    if m.isreg():
+                        self.regular.add(name)
+                        if is_image_name(posixpath.basename(name)):
+                            self.probes[name] = _probe(tar.extractfile(m).read(), f"{path}:{name}")
+                    elif m.islnk() or m.issym():
+                        self.links[name] = ("hard" if m.islnk() else "sym", m.linkname)
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ValueError(f"cannot read the archive {path}: {err}") from err
+        folders = set(self.dirs) | {posixpath.dirname(f) for f in self.regular | self.links.keys()}
+        self.resolved: dict[str, str] = {}
+        for name in self.links:
+            wanted = is_image_name(posixpath.basename(name))
+            try:
+                self.resolved[name] = self._resolve(name, folders)
+            except ValueError:
+                if wanted:
+                    raise
+            except IsADirectoryError as err:
+                raise ValueError(str(err)) from None
+        self.files = sorted(self.regular | {n for n in self.resolved if is_image_name(posixpath.basename(n))})
+
+    def _resolve(self, name: str, folders: set[str]) -> str:
+        where, current = f"the archive {self.path}: {name!r}", name
+        for _ in range(self._MAX_HOPS):
+            kind, stored = self.links[current]
+            if kind == "sym" and stored.startswith("/"):
+                raise ValueError(f"{where} is a link to the absolute path {stored!r}; links must stay inside the "
+                                 f"archive")
+            joined = stored if kind == "hard" else posixpath.join(posixpath.dirname(current), stored)
+            target = posixpath.normpath(joined.replace("\\", "/"))
+            if target == ".." or target.startswith("../"):
+                raise ValueError(f"{where} links to {stored!r}, outside the archive; links must stay inside it")
+            target = _member_name(target)
+            if target in self.regular:
+                return target
+            if target in self.links:
+                current = target
+                continue
+            if target in folders or any(f.startswith(target + "/") for f in folders):
+                raise IsADirectoryError(f"{where} links to the folder {target!r}; links to folders are not supported "
+                                        f"in archives (store the files, or unpack and load the folder)")
+            raise ValueError(f"{where} links to {target!r}, which is not a file in the archive")
+        raise ValueError(f"{where}: a chain of more than {self._MAX_HOPS} links (a loop?)")
+
+    def target(self, name: str) -> str:
+        """The regular member whose bytes ``name`` (a file or a link) holds."""
+        return self.resolved.get(name, name)
 
 
 def _read_member(path: Path, member: str) -> bytes:
@@ -768,8 +1009,11 @@ def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, cha
         n = len(ds)
         if n == 0:
             raise ValueError(f"the dataset {shown} has no rows")
-        mode, size = _shape_for(_hf_image(ds[0][image_col], f"{shown}[0]"), image_size, channels)
-        dec = _Decoder(mode, size)
+        first = _hf_image(ds[0][image_col], f"{shown}[0]")
+        c = channels if channels is not None else image_channels(first)  # the first row (surveying all = decoding all)
+        size = (image_size, image_size) if image_size is not None else tuple(getattr(first, "size", None) or
+                                                                          np.asarray(first).shape[1::-1])
+        dec = _Decoder(c, size, shown)
         labels = _hf_column(ds, label_col) if label_col else np.full(n, -1, np.int64)
 
         def produce(writer: ResumableArray | _RamArray) -> None:
@@ -777,7 +1021,8 @@ def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, cha
                 for a in range(writer.done, n, dec.chunk):
                     b = min(n, a + dec.chunk)
                     column = ds[a:b][image_col]
-                    chunk = dec.decode(list(range(a, b)), lambda i: _hf_image(column[i - a], f"{shown}[{i}]"))
+                    chunk = dec.decode(list(range(a, b)), lambda i: _hf_image(column[i - a], f"{shown}[{i}]"),
+                                       lambda i: f"{shown}[{i}]")
                     writer.write(np.arange(a, b), chunk)
                     writer.commit(b)
                     bar.update(b - a)

@@ -149,7 +149,7 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, damage, caplog):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(images_mod, "_open_image", counting)
         rebuilt = load_images(tmp_path / "d", cache_dir=tmp_path / "c", in_memory=False)
-    assert calls["n"] == 21 + 1  # decoded again (all images + the shape probe), never read as data
+    assert calls["n"] == 21  # decoded again (headers are probed without a decode), never read as data
     assert torch.equal(rebuilt.images, good)
     assert open_image_cache(base).nbytes == good.numel()
 
@@ -165,7 +165,7 @@ def test_interrupted_build_resumes_and_partial_file_is_never_data(tmp_path, monk
 
     def dies_at_13(src, where):
         calls["n"] += 1
-        if calls["n"] == 13:  # the shape probe + 12 decodes: chunks [0, 5) and [5, 10) are committed
+        if calls["n"] == 13:  # 12 decodes done: chunks [0, 5) and [5, 10) are committed
             raise Interrupted
         return real(src, where)
 
@@ -179,7 +179,7 @@ def test_interrupted_build_resumes_and_partial_file_is_never_data(tmp_path, monk
     assert json.loads(part.with_name(part.name.replace(".part", ".progress.json")).read_text())["done"] == 10
     counted = _count_decodes(monkeypatch)
     data = load_images(tmp_path / "d", cache_dir=tmp_path / "c", in_memory=False)
-    assert counted["n"] == 1 + (21 - 10)  # resumed: only the images after the last committed chunk
+    assert counted["n"] == 21 - 10  # resumed: only the images after the last committed chunk
     files = sorted(p for p in pixels if p.parts[-3] == "train")
     expected = torch.from_numpy(np.stack([pixels[p] for p in files])).permute(0, 3, 1, 2)
     assert torch.equal(data.images, expected)
@@ -208,7 +208,7 @@ def test_tarball_build_resumes_in_stream_order(tmp_path, monkeypatch):
         load_images(tar, cache_dir=tmp_path / "c")
     counted = _count_decodes(monkeypatch)
     data = load_images(tar, cache_dir=tmp_path / "c")
-    assert counted["n"] == 1 + 21 - 8  # chunks of 4: 8 images were committed before the interruption
+    assert counted["n"] == 21 - 8  # chunks of 4: 8 images were committed before the interruption
     assert torch.equal(data.images, reference) and data.classes == ["cat", "dog", "emu"]
 
 
@@ -231,7 +231,7 @@ def test_progress_record_without_its_data_restarts(tmp_path, monkeypatch):
     os.truncate(part, 1000)  # the data the progress record vouches for is gone
     calls = _count_decodes(monkeypatch)
     data = load_images(tmp_path / "d", cache_dir=tmp_path / "c")
-    assert calls["n"] == 1 + 21  # started over
+    assert calls["n"] == 21  # started over
     assert torch.equal(data.images, load_images(tmp_path / "d", cache_dir=tmp_path / "ref").images)
 
 
@@ -392,10 +392,12 @@ def test_build_image_cache_resumes_a_generated_set(tmp_path):
             yield full[a:a + 16]
 
     with pytest.raises(RuntimeError):
-        build_image_cache(tmp_path / "synth", lambda s: chunks(s, fail_at=32), 50, (3, 4, 4))
+        build_image_cache(tmp_path / "synth", lambda s: chunks(s, fail_at=32), 50, (3, 4, 4),
+                          labels=np.arange(50) % 5, classes="abcde", key="synth-v1")
     with pytest.raises(ValueError, match="completion record"):
         open_image_cache(tmp_path / "synth")
-    path = build_image_cache(tmp_path / "synth", chunks, 50, (3, 4, 4), labels=np.arange(50) % 5, classes="abcde")
+    path = build_image_cache(tmp_path / "synth", chunks, 50, (3, 4, 4), labels=np.arange(50) % 5, classes="abcde",
+                             key="synth-v1")
     assert starts == [0, 32]
     data = open_image_cache(path, in_memory=False)
     assert torch.equal(data.images, torch.from_numpy(full)) and data.num_classes == 5
@@ -412,7 +414,7 @@ def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
         t.start()
     for t in threads:
         t.join()
-    assert calls["n"] == 12 + 1 and torch.equal(results[0].images, results[1].images)
+    assert calls["n"] == 12 and torch.equal(results[0].images, results[1].images)
 
 
 def test_unwritable_cache_decodes_into_ram(tmp_path, monkeypatch):
@@ -453,7 +455,7 @@ def test_disk_full_is_a_clear_error_and_the_build_resumes(tmp_path, monkeypatch)
     monkeypatch.undo()
     counted = _count_decodes(monkeypatch)
     assert len(load_images(tmp_path / "d", cache_dir=tmp_path / "c")) == 21
-    assert counted["n"] == 1 + 21 - 10
+    assert counted["n"] == 21 - 10
 
 
 def test_in_ram_image_data_still_constructs_directly():
