@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from nda.models.registry import HubModel, register_model
+
 __all__ = ["CifarClassifier", "CIFAR_MEAN", "CIFAR_STD"]
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -37,7 +39,8 @@ class _Residual(nn.Module):
         return x + self.body(x)
 
 
-class CifarClassifier(nn.Module):
+@register_model
+class CifarClassifier(nn.Module, HubModel):
     """ResNet-9-style CIFAR-10 classifier; ``width=32`` gives about 1.6 M parameters (3.3 MB in float16)."""
 
     def __init__(self, width: int = 32, num_classes: int = 10) -> None:

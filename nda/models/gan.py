@@ -23,6 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import spectral_norm
 
+from nda.models.registry import HubModel, register_model
+
 __all__ = [
     "ConditionalBatchNorm2d",
     "ResNetGenerator",
@@ -99,7 +101,8 @@ class _GBlock(nn.Module):
         return h + self.shortcut(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
-class ResNetGenerator(_Configurable, nn.Module):
+@register_model
+class ResNetGenerator(_Configurable, nn.Module, HubModel):
     """SNGAN CIFAR generator: ``z (B, z_dim)`` [+ labels ``y (B,)``] -> images ``(B, channels, S, S)`` in [-1, 1].
 
     ``ch`` is the width (256 in Miyato et al.'s CIFAR model; 128 is a common cheaper setting).
@@ -166,7 +169,8 @@ class _ProjectionHead(nn.Module):
         return out
 
 
-class ResNetDiscriminator(_Configurable, nn.Module):
+@register_model
+class ResNetDiscriminator(_Configurable, nn.Module, HubModel):
     """SNGAN CIFAR discriminator: images ``(B, C, S, S)`` [+ labels] -> logits ``(B,)``; spectral norm everywhere."""
 
     _config_keys = ("ch", "image_size", "channels", "num_classes")
@@ -188,7 +192,8 @@ class ResNetDiscriminator(_Configurable, nn.Module):
 
 
 # -------------------------------------------------------------------------------------------- DCGAN
-class DCGANGenerator(_Configurable, nn.Module):
+@register_model
+class DCGANGenerator(_Configurable, nn.Module, HubModel):
     """Small DCGAN generator: ``z`` -> 4x4 (transposed conv) -> doubling blocks -> ``(B, C, S, S)`` in [-1, 1]."""
 
     _config_keys = ("z_dim", "ch", "image_size", "channels", "num_classes")
@@ -212,7 +217,8 @@ class DCGANGenerator(_Configurable, nn.Module):
         return torch.tanh(self.out(h))
 
 
-class DCGANDiscriminator(_Configurable, nn.Module):
+@register_model
+class DCGANDiscriminator(_Configurable, nn.Module, HubModel):
     """Small spectral-norm conv discriminator (SN-DCGAN): strided convs with LeakyReLU, projection head."""
 
     _config_keys = ("ch", "image_size", "channels", "num_classes")

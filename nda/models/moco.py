@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nda.distributed import concat_all_gather, world_info
+from nda.models.registry import HubModel, register_model
 
 __all__ = [
     "MoCo",
@@ -175,7 +176,8 @@ def projection_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential
 
 
 # --------------------------------------------------------------------------------------------- MoCo
-class MoCo(nn.Module):
+@register_model
+class MoCo(nn.Module, HubModel):
     """MoCo-v2 encoders and queue. ``forward`` = query embeddings (L2-normalised, ``(B, dim)``).
 
     Args:

