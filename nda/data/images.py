@@ -34,8 +34,8 @@ Sources accepted by :func:`load_images`:
 Pixels are loaded as they are (:func:`to_8bit`): 16-bit levels (``I;16``, ``I``) rescaled by 255/65535,
 float (``F``) in [0, 1] scaled by 255 or in [0, 255] rounded, alpha composited over black, palette /
 ``CMYK`` / ``1`` converted to RGB / gray. The channel count is ``channels=`` or else the majority of the
-files' own (a tie is 3; Hugging Face sets: the first row's); each converted file is counted in one log
-warning per build.
+files' own (a tie is 3; read from the headers, for Hugging Face ``Image`` columns too); each converted
+file is counted in one log warning per build.
 - ``"hf:<name>"`` (or a name that is not an existing path): ``datasets.load_dataset(name, split=split)``,
   or a ``datasets.Dataset`` object, with the image and label columns auto-detected. Keyed on the dataset's
   content fingerprint; if the hub is unreachable, the last complete cache for that name/split is used.
@@ -1010,7 +1010,7 @@ def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, cha
         if n == 0:
             raise ValueError(f"the dataset {shown} has no rows")
         first = _hf_image(ds[0][image_col], f"{shown}[0]")
-        c = channels if channels is not None else image_channels(first)  # the first row (surveying all = decoding all)
+        c = channels if channels is not None else _vote_channels(_hf_votes(ds, image_col, shown, first), None, shown)
         size = (image_size, image_size) if image_size is not None else tuple(getattr(first, "size", None) or
                                                                           np.asarray(first).shape[1::-1])
         dec = _Decoder(c, size, shown)
@@ -1038,6 +1038,23 @@ def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, cha
     except OSError:
         pass
     return base
+
+
+def _hf_votes(ds: Any, image_col: str, shown: str, first: Any) -> list[int]:
+    """Each row's own channel count, read from the encoded image headers (``Image(decode=False)``: no pixel
+    decode); a column of arrays (no encoded headers) votes with its first row."""
+    feature = ds.features[image_col]
+    if type(feature).__name__ != "Image":
+        return [image_channels(first)]
+    cells = ds.select_columns([image_col]).cast_column(image_col, type(feature)(decode=False))
+    votes: list[int] = []
+    for a in range(0, len(cells), 4096):
+        for i, cell in enumerate(cells[a:a + 4096][image_col], start=a):
+            src = cell.get("bytes") or (Path(cell["path"]) if cell.get("path") else None)
+            if src is None:
+                raise ValueError(f"image cell {shown}[{i}] has neither bytes nor a path")
+            votes.append(_probe(src, f"{shown}[{i}]")[0])
+    return votes
 
 
 def _hf_image(value: Any, where: str) -> Any:

@@ -271,3 +271,14 @@ def test_write_error_during_a_build_names_the_file(tmp_path, monkeypatch, code):
     assert err.filename in str(err) and isinstance(err, OSError)
     if code == errno.ENOSPC:
         assert "no space left" in str(err) and "NDA_CACHE" in str(err)
+
+
+def test_hf_dataset_channel_count_is_the_majority(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rng = np.random.default_rng(0)
+    cells = [Image.fromarray(rng.integers(0, 256, (4, 4), dtype=np.uint8))] + \
+        [Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)) for _ in range(3)]
+    ds = datasets.Dataset.from_dict({"image": cells}).cast_column("image", datasets.Image())
+    data = load_images(ds, "train", cache_dir=tmp_path / "c")
+    assert data.channels == 3  # the first row alone used to decide: 1
+    assert torch.equal(data.images[1], torch.from_numpy(np.array(cells[1])).permute(2, 0, 1))
