@@ -56,6 +56,8 @@ class EvalConfig:
     device: str | None = None
     cache_dir: str | None = field(default=None, metadata={"help": "decoded images and cached reference statistics"})
     out: str | None = field(default=None, metadata={"help": "results JSON (default: <run>/eval_results.json)"})
+    progress: bool = field(default=True, metadata={
+        "help": "progress bars over feature extraction (when stderr is a terminal)"})
 
 
 def validate(cfg: EvalConfig) -> EvalConfig:
@@ -124,12 +126,13 @@ def main(argv: list[str] | None = None) -> dict:
         results["images"] = f"{cfg.images} ({len(fake)} images)"
     ref = load_images(ref_source, cfg.reference_split, image_size=size, channels=channels, cache_dir=cfg.cache_dir)
     extractor = get_extractor(cfg.extractor, device=device, cache_dir=cfg.cache_dir)
+    bar = None if cfg.progress else False  # None: a bar when stderr is a terminal (main process only)
     stats = reference_stats(extractor, ref.images, split=cfg.reference_split, dataset=ref.name,
-                            cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, device=device)
+                            cache_dir=cfg.cache_dir, batch_size=cfg.batch_size, device=device, progress=bar)
     print(f"extractor: {extractor.name}; reference: {ref.name} ({len(ref)} images, "
           f"statistics {'computed' if stats.computed else 'from cache'}: {stats.path})")
     kid = dict(batch_size=cfg.batch_size, kid_subsets=cfg.kid_subsets, kid_subset_size=cfg.kid_subset_size,
-               reference_name=ref.name)
+               reference_name=ref.name, progress=bar)
     if cfg.checkpoint is not None:
         sampler = image_sampler(G, torch.Generator(device=device).manual_seed(cfg.seed), device)
         results.update(fid_kid(extractor, sampler, stats, cfg.num_samples, device, generator_name="EMA generator", **kid))

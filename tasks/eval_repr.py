@@ -163,17 +163,33 @@ def load_encoder(spec: str, arch: str | None = None, cifar_stem: bool = True, we
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"--encoder {spec!r} does not exist (nor is it torchvision:<name> / timm:<name>)")
-    if path.is_dir():
-        model = _moco_from_folder(path)
-        if model is None:
-            raise ValueError(f"{path} is not a MoCo run, final/ or checkpoint folder (no final/model.json, "
-                             "checkpoint state.json, or model.safetensors + moco.json/config.json)")
-        return model.backbone, f"MoCo query backbone ({model.arch}) from {path}"
+    if not path.is_dir() and arch is None:
+        raise ValueError(f"--arch is needed to build the network for the weights file {path}")
+    try:
+        if path.is_dir():
+            model = _moco_from_folder(path)
+        else:
+            return _from_weights_file(path, arch, cifar_stem, in_channels)
+    except Exception as err:  # noqa: BLE001 - a broken model.json or weights file raises anything: one line naming it
+        what = "folder" if path.is_dir() else "weights file"
+        raise ValueError(f"--encoder {path}: cannot load this {what} ({_one_line(err)})") from err
+    if model is None:
+        raise ValueError(f"{path} is not a MoCo run, final/ or checkpoint folder (no final/model.json, "
+                         "checkpoint state.json, or model.safetensors + moco.json/config.json)")
+    return model.backbone, f"MoCo query backbone ({model.arch}) from {path}"
+
+
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    """``Type: message`` on one line (a ``load_state_dict`` error spans many), cut at ``limit`` characters."""
+    text = f"{type(err).__name__}: {' '.join(str(err).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _from_weights_file(path: Path, arch: str, cifar_stem: bool, in_channels: int) -> tuple[nn.Module, str]:
+    """A torchvision-style backbone of ``arch`` loaded from a state-dict file (a MoCo one: its query backbone)."""
     state = _read_weights(path)
     if any(k.startswith("query_encoder.0.") for k in state):  # a MoCo state dict: keep the query backbone
         state = {k[len("query_encoder.0."):]: v for k, v in state.items() if k.startswith("query_encoder.0.")}
-    if arch is None:
-        raise ValueError(f"--arch is needed to build the network for the weights file {path}")
     first = next((v for k, v in state.items() if v.ndim == 4), None)
     net, _ = build_backbone(arch, cifar_stem, int(first.shape[1]) if first is not None else in_channels)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}

@@ -1,4 +1,4 @@
-"""Evaluate sentence encoders on one suite: 7 STS tasks, negation, word order, counterfactual robustness.
+"""Evaluate sentence encoders on one suite: 7 STS tasks, two negation probes, word order, counterfactual robustness.
 
     python tasks/eval_sentence.py                                    # all-MiniLM-L6-v2 (the floor)
     python tasks/eval_sentence.py --models runs/simcse_none,runs/simcse_margin --floor   # + their base model
@@ -6,8 +6,10 @@
 
 One row per model, columns (x100, higher = better; definitions in ``nda.metrics.sentence_eval``):
 STS12-16 (SimCSE's "all" setting), STS-B test, SICK-R test, their average; negation AUROC (CANNOT
-SemAntoNeg); word-order AUROC (PAWS-Wiki dev); CAD IMDb probe accuracy on the original and the
-counterfactual dev reviews. Writes ``<out>.json`` and ``<out>.md`` and prints the table.
+SemAntoNeg) and SICK TEST entailment-vs-contradiction AUROC (SICK-EC); word-order AUROC (PAWS-Wiki dev); CAD
+IMDb probe accuracy on the original and the counterfactual dev reviews; a second table gives the mean cosine
+of each arm of the AUROC tasks. Writes ``<out>.json`` and ``<out>.md`` and prints the tables. A model whose
+embeddings hold NaN/inf (a broken weight) is an error naming it and the task, never a score.
 
 ``--models``: comma-separated specs -- sentence-transformers folders or hub names, ``default``
 (all-MiniLM-L6-v2), ``tiny-random``, ``tasks/sentence.py`` run folders or their checkpoint folders.
@@ -31,7 +33,7 @@ from nda.run.config import check_choice, check_positive
 
 @dataclass
 class EvalSentenceConfig:
-    """Evaluate sentence encoders: STS12-16, STS-B, SICK-R, negation (CANNOT), word order (PAWS), CAD probe."""
+    """Evaluate sentence encoders: STS12-16, STS-B, SICK-R, negation (CANNOT, SICK-EC), word order (PAWS), CAD probe."""
 
     models: list[str] = field(default_factory=lambda: ["default"], metadata={"help": "comma-separated model specs (see the module doc)"})
     floor: str = field(default="", metadata={"help": "add the untouched base model's row: bare/'auto' = the runs' base model, or a spec", "bare": "auto"})
@@ -39,7 +41,8 @@ class EvalSentenceConfig:
     tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"comma-separated subset of {','.join(TASKS)}"})
     sts: str = field(default=DEFAULT_PATHS["sts"], metadata={"help": "folder holding STS12-en-test ... STS16-en-test (SentEval layout)"})
     stsb: str = field(default=DEFAULT_PATHS["stsb"], metadata={"help": "STS-B test file (sts-test.csv) or its folder"})
-    sick: str = field(default=DEFAULT_PATHS["sick"], metadata={"help": "SICK.txt (SICK-R = relatedness of SemEval_set TEST)"})
+    sick: str = field(default=DEFAULT_PATHS["sick"], metadata={
+        "help": "SICK.txt (SICK-R = relatedness, SICK-EC = entailment vs contradiction, of SemEval_set TEST)"})
     cannot: str = field(default=DEFAULT_PATHS["cannot"], metadata={"help": "CANNOT sem_anto_neg.tsv (premise, hypothesis, label)"})
     paws: str = field(default=DEFAULT_PATHS["paws"], metadata={"help": "PAWS-Wiki dev.tsv (id, sentence1, sentence2, label)"})
     cad: str = field(default=DEFAULT_PATHS["cad"], metadata={"help": "CAD folder (sentiment/orig/{train,dev}.tsv, sentiment/new/dev.tsv)"})
@@ -118,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"--max-length not given: every model encodes at most {max_length} tokens (the first row's)")
         load_s = time.perf_counter() - t0
         print(f"{label}: {model.description}")
-        emb = embed_suite(suite, model.encode, model.identity, cache, batch_size=cfg.batch_size, progress=cfg.progress)
-        metrics, score_s = score_suite(suite, emb, probe_kwargs)
+        emb = embed_suite(suite, model.encode, model.identity, cache, batch_size=cfg.batch_size, progress=cfg.progress,
+                          model=label)
+        metrics, score_s = score_suite(suite, emb, probe_kwargs, model=label)
         timing = {"load_s": load_s, "embeddings_from_cache": emb.cached,
                   "tasks": {n: {"new_texts": emb.new_texts[n], "encode_s": emb.seconds[n], "score_s": score_s[n]}
                             for n in suite.tasks},

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     encoder, kind = load_encoder(cfg.model, None if cfg.pooling == "auto" else cfg.pooling, cfg.max_length)
     encoder.to(device).eval()
-    scores = {s: sts_spearman(encoder, d, batch_size=cfg.batch_size) for s, d in data.items()}
+    scores = {s: sts_spearman(encoder, d, batch_size=cfg.batch_size, name=cfg.model) for s, d in data.items()}
 
     print(f"\n| model | pooling | {' | '.join(f'STS-B {s} Spearman x100' for s in splits)} |")
     print(f"|---|---|{'---|' * len(splits)}")

@@ -27,7 +27,21 @@ __all__ = [
     "kernel_inception_distance",
     "feature_statistics",
     "compute_features",
+    "show_progress",
 ]
+
+
+def show_progress(progress: bool | None) -> bool:
+    """Whether to draw a progress bar: never off the main process (one bar, not one per rank); ``None`` = only
+    when stderr is a terminal (no bar lines in log files); otherwise ``progress``."""
+    import os
+    import sys
+
+    from nda.distributed import world_info
+
+    if world_info()[0] != 0 or os.environ.get("RANK", "0") != "0":
+        return False
+    return sys.stderr.isatty() if progress is None else bool(progress)
 
 
 def _as_float64(name: str, x: Any) -> np.ndarray:
@@ -153,10 +167,14 @@ def compute_features(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     num_samples: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    desc: str = "features",
 ) -> torch.Tensor:
     """Features ``(N, D)`` (float64, CPU) of a uint8/[-1, 1] image tensor ``(N, C, H, W)``, or of a sampler
     ``sampler(n) -> images (n, C, H, W)`` called until ``num_samples`` images were drawn.
+
+    ``progress``: a tqdm bar (``desc``) on the main process only; ``None`` (default) shows it when stderr is a
+    terminal, ``False`` never (:func:`show_progress`). 10k Inception features take minutes on a CPU.
 
     Generated images should be quantised to uint8 first (as saved images are) for comparable numbers:
     :func:`nda.data.images.to_uint8`.
@@ -181,7 +199,8 @@ def compute_features(
     from tqdm.auto import tqdm
 
     out = []
-    for batch in tqdm(batches, total=-(-n // batch_size), desc="features", disable=not progress, leave=False):
+    for batch in tqdm(batches, total=-(-n // batch_size), desc=desc, unit="batch", disable=not show_progress(progress),
+                      leave=False):
         if device is not None:
             batch = batch.to(device, non_blocking=True)
         out.append(extractor(batch).detach().to("cpu", torch.float64))

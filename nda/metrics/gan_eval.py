@@ -30,6 +30,7 @@ def fid_kid(
     kid_subset_size: int = 1000,
     reference_name: str = "",
     generator_name: str = "",
+    progress: bool | None = None,
 ) -> dict:
     """``{"fid": {...}, "kid": {...}}`` of generated images against a reference, each naming the extractor,
     the sample count and the reference.
@@ -38,13 +39,15 @@ def fid_kid(
     images to uint8 first, as saved images are: :func:`nda.data.images.to_uint8`). ``reference``: real images
     (features computed now) or a :class:`ReferenceStats` from :func:`nda.metrics.reference.reference_stats`
     (cached; must come from the same extractor -- mixing feature spaces is a ``ValueError``). Both give the
-    same numbers for the same images.
+    same numbers for the same images. ``progress``: bars over feature extraction on the main process (``None``:
+    when stderr is a terminal; see :func:`nda.metrics.fid.show_progress`).
     """
     if isinstance(sampler_or_images, torch.Tensor):
         f_fake = compute_features(extractor, sampler_or_images, batch_size=batch_size, device=device,
-                                  num_samples=num_samples)
+                                  num_samples=num_samples, progress=progress, desc="features (generated)")
     else:
-        f_fake = compute_features(extractor, sampler_or_images, batch_size=batch_size, num_samples=num_samples)
+        f_fake = compute_features(extractor, sampler_or_images, batch_size=batch_size, num_samples=num_samples,
+                                  progress=progress, desc="features (generated)")
     if isinstance(reference, ReferenceStats):
         if reference.extractor != extractor.name:
             raise ValueError(f"reference statistics were computed with {reference.extractor}, but the extractor is "
@@ -56,7 +59,8 @@ def fid_kid(
         n_real = reference.num_images
         label = reference_name or (f"{reference.dataset}/{reference.split}" if reference.dataset else reference.split)
     elif isinstance(reference, torch.Tensor):
-        f_real = compute_features(extractor, reference, batch_size=batch_size, device=device)
+        f_real = compute_features(extractor, reference, batch_size=batch_size, device=device, progress=progress,
+                                  desc="features (reference)")
         fid = fid_from_features(f_fake, f_real)
         n_real = int(f_real.shape[0])
         label = reference_name

@@ -126,7 +126,7 @@ def reference_stats(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 500,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> ReferenceStats:
     """Statistics of the first ``num_images`` (default all) of ``images`` under ``extractor``, from the cache
     (``<cache_dir>/fid_stats/``; default ``$NDA_CACHE`` or ``~/.cache/nda``) or computed and stored there.
@@ -160,7 +160,8 @@ def reference_stats(
             warnings.warn(f"reference statistics {path} do not match their key; computing them again", stacklevel=2)
         except Exception as err:  # truncated zip, bad JSON, missing key...: the cache is only a cache
             warnings.warn(f"reference statistics {path} are unreadable ({err}); computing them again", stacklevel=2)
-    features = compute_features(extractor, images, batch_size=batch_size, device=device, progress=progress)
+    features = compute_features(extractor, images, batch_size=batch_size, device=device, progress=progress,
+                                desc=f"features ({split} reference)")
     mu, sigma = feature_statistics(features)
     stats = ReferenceStats(mu, sigma, features.to(torch.float32).numpy(), name, split, dataset, sha, shape,
                            computed=True)

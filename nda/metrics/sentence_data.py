@@ -7,6 +7,8 @@ never cares about file formats:
   ``STS.gs.<subset>.txt``), SentEval's subset lists, pairs without a gold score skipped (SentEval does so),
   sentences whitespace-normalised (SentEval splits on whitespace and SimCSE joins with one space);
 - :func:`load_sick_relatedness`: SICK-R (``SICK.txt``, ``relatedness_score`` of one ``SemEval_set``);
+- :func:`load_sick_entailment`: SICK's entailment (label 1) vs contradiction (label 0) pairs of one
+  ``SemEval_set`` (``NEUTRAL`` dropped) -- a negation probe: most SICK contradictions carry a negation cue;
 - :func:`load_labelled_pairs`: TSV sentence pairs with a 0/1 label (CANNOT SemAntoNeg, PAWS);
 - :func:`load_labelled_texts`: CAD-style ``Sentiment<TAB>Text`` files (CSV quoting) -> texts and 0/1 labels.
 
@@ -27,6 +29,7 @@ __all__ = [
     "LabelledPairs",
     "load_senteval_sts_year",
     "load_sick_relatedness",
+    "load_sick_entailment",
     "load_labelled_pairs",
     "load_labelled_texts",
 ]
@@ -146,6 +149,35 @@ def load_sick_relatedness(path: str | os.PathLike, split: str = "TEST") -> StsDa
     if not scores:
         raise ValueError(f"{path}: no rows with SemEval_set == {split!r}")
     return StsData(s1, s2, scores, source=f"{path}:{split}")
+
+
+def load_sick_entailment(path: str | os.PathLike, split: str = "TEST") -> LabelledPairs:
+    """SICK pairs of ``SemEval_set == split`` whose ``entailment_label`` is ``ENTAILMENT`` (label 1) or
+    ``CONTRADICTION`` (label 0); ``NEUTRAL`` pairs are dropped (TEST: 1,404 entailments, 712 contradictions)."""
+    path = Path(path)
+    rows = [line.split("\t") for line in _lines(path) if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    a, b, label, part = _header_index(rows[0], ("sentence_A", "sentence_B", "entailment_label", "SemEval_set"), path)
+    known = {"ENTAILMENT": 1, "CONTRADICTION": 0, "NEUTRAL": None}
+    s1, s2, labels = [], [], []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if len(row) <= max(a, b, label, part):
+            raise ValueError(f"{path}:{lineno}: expected {len(rows[0])} tab-separated fields, got {len(row)}")
+        if row[part].strip() != split:
+            continue
+        value = row[label].strip()
+        if value not in known:
+            raise ValueError(f"{path}:{lineno}: entailment_label {value!r} is not one of {sorted(known)}")
+        if known[value] is None:
+            continue
+        s1.append(row[a])
+        s2.append(row[b])
+        labels.append(known[value])
+    if len(set(labels)) < 2:
+        raise ValueError(f"{path}: SemEval_set == {split!r} needs both ENTAILMENT and CONTRADICTION pairs, "
+                         f"found {labels.count(1)} and {labels.count(0)}")
+    return LabelledPairs(s1, s2, labels, source=f"{path}:{split}")
 
 
 def load_labelled_pairs(path: str | os.PathLike, columns: tuple[int, int, int] = (0, 1, 2)) -> LabelledPairs:

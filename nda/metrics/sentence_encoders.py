@@ -95,28 +95,17 @@ def load_sentence_encoder(spec: str, pooling: str | None = None, max_length: int
 
 
 def _fingerprint(path: Path) -> str:
-    """Identity of a model folder's contents: every file's relative name and the SHA-256 of its bytes.
+    """Identity of a model folder's contents: every file's relative name and the digest of its bytes.
 
     Contents, not size and mtime: a retrained model of the same architecture has weight files of the same
     size, and ``cp -p`` / ``rsync -a`` restore mtimes, so a (size, mtime) key would serve the old model's cached
-    embeddings. Digests are remembered per (path, size, mtime_ns, ctime_ns) within a process (ctime cannot be
-    set back), so several rows of one folder hash it once (~0.3 s per 100 MB)."""
-    h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        st = file.stat()
-        key = (str(file.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        digest = _DIGESTS.get(key)
-        if digest is None:
-            file_hash = hashlib.sha256()
-            with open(file, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    file_hash.update(chunk)
-            digest = _DIGESTS[key] = file_hash.hexdigest()
-        h.update(f"{file.relative_to(path)}\0{digest}\n".encode())
-    return h.hexdigest()[:16]
+    embeddings. The digests come from the data layer's :class:`~nda.data.cache.DigestMemo` (remembered on disk
+    by size, mtime, ctime and inode, so an unchanged folder is not read again, even by the next process)."""
+    from nda.data.cache import DigestMemo, default_cache_dir, short_hash
 
-
-_DIGESTS: dict[tuple, str] = {}
+    files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
+    digests = DigestMemo(default_cache_dir(), path, "sentence-model").digests(files, desc=f"hashing {path.name}")
+    return short_hash(*(f"{f}\0{d.tobytes().hex()}" for f, d in zip(files, digests)), length=16)
 
 
 def _versions(backend: str) -> str:

@@ -12,7 +12,10 @@ STS-B      Spearman on the STS Benchmark test split (1,379 pairs)
 SICK-R     Spearman on SICK relatedness, ``SemEval_set == TEST``
 STS avg    mean of the seven (only when all seven ran)
 CANNOT     negation sensitivity: AUROC of ``-cos`` for negated/antonym pairs (label 1) against paraphrases
-           (label 0) = P(cos(negated pair) < cos(paraphrase pair)); 50 = blind to negation
+           (label 0) = P(cos(negated pair) < cos(paraphrase pair)); 50 = blind to negation; the mean cosine of
+           each arm is reported too (a low AUROC can come from paraphrases as much as from negations)
+SICK-EC    a second negation probe: AUROC of ``cos`` for SICK TEST entailment pairs (label 1) against
+           contradiction pairs (label 0; most carry a negation cue) = P(cos(entailment) > cos(contradiction))
 PAWS       word-order sensitivity: AUROC of ``cos`` for paraphrases (label 1) against non-paraphrases
            with the same words (label 0)
 CAD        counterfactual robustness: logistic probe (:func:`nda.metrics.probe.logistic_probe`) on frozen
@@ -30,18 +33,22 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nda.metrics.finite import check_finite_embeddings, nonfinite_rows
 from nda.metrics.sentence_data import (
     load_labelled_pairs,
     load_labelled_texts,
     load_senteval_sts_year,
+    load_sick_entailment,
     load_sick_relatedness,
 )
 from nda.metrics.sts import load_sts, spearman
@@ -62,7 +69,7 @@ __all__ = [
 ]
 
 STS_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R")
-TASKS = (*STS_TASKS, "CANNOT", "PAWS", "CAD")
+TASKS = (*STS_TASKS, "CANNOT", "SICK-EC", "PAWS", "CAD")
 
 # relative to the repository root, where the README's commands run (the issue's ``../shared/data/text``)
 DEFAULT_PATHS: dict[str, str] = {
@@ -74,13 +81,14 @@ DEFAULT_PATHS: dict[str, str] = {
     "cad": "../shared/data/text/cad",  # holds sentiment/orig/{train,dev}.tsv and sentiment/new/dev.tsv
 }
 _PATH_OF_TASK = {**{f"STS1{y}": "sts" for y in range(2, 7)}, "STS-B": "stsb", "SICK-R": "sick", "CANNOT": "cannot",
-                 "PAWS": "paws", "CAD": "cad"}
+                 "SICK-EC": "sick", "PAWS": "paws", "CAD": "cad"}
 
 
 @dataclass
 class SuiteTask:
     """One loaded task. ``kind``: ``sts`` (pairs + gold scores), ``auroc`` (pairs + 0/1 labels, positive class
-    scored by ``sign * cos``) or ``probe`` (``splits``: name -> (texts, labels); the first split trains)."""
+    scored by ``sign * cos``; ``arms`` names label 0 and label 1) or ``probe`` (``splits``: name -> (texts,
+    labels); the first split trains)."""
 
     name: str
     kind: str
@@ -89,6 +97,7 @@ class SuiteTask:
     sentences2: list[str] = field(default_factory=list)
     targets: list[float] = field(default_factory=list)
     sign: float = 1.0
+    arms: tuple[str, str] = ("label 0", "label 1")
     splits: dict[str, tuple[list[str], list[int]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -131,10 +140,18 @@ def _load_task(name: str, path: Path) -> SuiteTask:
     if name == "CANNOT":
         p = load_labelled_pairs(path, (0, 1, 2))
         return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=-1.0,
+                         arms=("paraphrase", "negated/antonym"),
                          notes=[f"{len(p)} pairs ({sum(p.labels)} negated/antonym = positive class, scored by -cos)"])
+    if name == "SICK-EC":
+        p = load_sick_entailment(path, "TEST")
+        return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=1.0,
+                         arms=("contradiction", "entailment"),
+                         notes=[f"{len(p)} pairs of SemEval_set == TEST ({sum(p.labels)} entailment = positive class, "
+                                f"{len(p) - sum(p.labels)} contradiction, NEUTRAL dropped; scored by cos)"])
     if name == "PAWS":
         p = load_labelled_pairs(path, (1, 2, 3))
         return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=1.0,
+                         arms=("non-paraphrase", "paraphrase"),
                          notes=[f"{len(p)} pairs ({sum(p.labels)} paraphrases = positive class, scored by cos)"])
     if name == "CAD":
         files = {"train": path / "sentiment/orig/train.tsv", "orig/dev": path / "sentiment/orig/dev.tsv",
@@ -177,8 +194,13 @@ def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, task
 
 # ------------------------------------------------------------------------------------------------ encoding
 class EmbeddingCache:
-    """Embeddings of one text set by one model, stored as ``<dir>/<sha(identity)>_<sha(texts)>.pt`` (a plain
-    tensor, loaded with ``weights_only=True``): re-running the suite on an unchanged model costs no encoding."""
+    """Embeddings of one text set by one model, stored as ``<dir>/<sha(identity)>_<sha(texts)>.npy`` (float32):
+    re-running the suite on an unchanged model costs no encoding.
+
+    Why verified on read: a cache file may be truncated (a killed job on a full disk), garbage, or a pickle
+    someone put there. It is read as ``.npy`` only (header, dtype, exact byte length checked, then
+    ``np.load(allow_pickle=False)``: nothing is ever unpickled), must hold one row per text and only finite
+    values; anything else is a warning and ``None`` (the caller encodes again and overwrites it)."""
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
@@ -188,30 +210,52 @@ class EmbeddingCache:
         return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
 
     def path(self, identity: str, texts: Sequence[str]) -> Path:
-        return self.directory / f"{self._sha(identity)}_{self._sha(chr(0).join(texts))}.pt"
+        return self.directory / f"{self._sha(identity)}_{self._sha(chr(0).join(texts))}.npy"
 
     def load(self, identity: str, texts: Sequence[str]) -> torch.Tensor | None:
+        """The cached ``(len(texts), D)`` embeddings, or ``None`` when absent or unusable (with a warning)."""
+        from nda.data.cache import check_npy
+
         path = self.path(identity, texts)
         if not path.is_file():
             return None
-        emb = torch.load(path, map_location="cpu", weights_only=True)
-        return emb if isinstance(emb, torch.Tensor) and emb.ndim == 2 and emb.shape[0] == len(texts) else None
+        try:
+            check_npy(path, dtype=np.float32)  # header, dtype, C order and exact length: truncation is caught here
+            arr = np.load(path, allow_pickle=False)
+            if arr.ndim != 2 or arr.shape[0] != len(texts) or arr.shape[1] < 1:
+                raise ValueError(f"shape {arr.shape}, expected ({len(texts)}, D)")
+            emb = torch.from_numpy(arr)
+            bad = nonfinite_rows(emb)
+            if bool(bad.any()):
+                raise ValueError(f"{int(bad.sum())} of {len(bad)} rows hold NaN/inf")
+        except (OSError, ValueError) as err:
+            warnings.warn(f"embedding cache {path.name} is unusable ({err}); encoding again", stacklevel=2)
+            return None
+        return emb
 
     def save(self, identity: str, texts: Sequence[str], embeddings: torch.Tensor) -> Path:
+        """Write atomically (temp file + rename); non-finite embeddings are refused, never cached."""
+        emb = embeddings.detach().to("cpu", torch.float32).contiguous()
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise ValueError(f"embeddings must be ({len(texts)}, D) for {len(texts)} texts, got {tuple(emb.shape)}")
+        if bool(nonfinite_rows(emb).any()):
+            raise ValueError("embeddings hold NaN/inf: refusing to cache them")
         path = self.path(identity, texts)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(embeddings.detach().cpu().contiguous(), tmp)
+        with open(tmp, "wb") as fh:
+            np.save(fh, emb.numpy(), allow_pickle=False)
         os.replace(tmp, path)
         return path
 
 
 def encode_texts(
     encode: Callable[[list[str]], Any], texts: Sequence[str], batch_size: int = 64, progress: bool = True,
-    desc: str = "encode",
+    desc: str = "encode", model: str = "the encoder", task: str | None = None,
 ) -> torch.Tensor:
     """``(len(texts), D)`` float32 CPU embeddings in input order, encoded longest first (least padding) in
-    batches of ``batch_size`` with a progress bar. ``encode``: one batch of texts -> ``(n, D)`` tensor/array."""
+    batches of ``batch_size`` with a progress bar. ``encode``: one batch of texts -> ``(n, D)`` tensor/array.
+    A NaN/inf embedding is a ``ValueError`` naming ``model`` (and ``task``) and the first such text."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     texts = list(texts)
@@ -231,7 +275,9 @@ def encode_texts(
     emb = torch.cat(chunks)
     if emb.ndim != 2 or emb.shape[0] != len(texts):
         raise ValueError(f"encode must return (n, D) embeddings, got {tuple(emb.shape)} for {len(texts)} texts")
-    return torch.empty_like(emb).index_copy_(0, torch.tensor(order), emb)
+    emb = torch.empty_like(emb).index_copy_(0, torch.tensor(order), emb)
+    check_finite_embeddings(emb, model, texts, task)
+    return emb
 
 
 @dataclass
@@ -251,10 +297,11 @@ class SuiteEmbeddings:
 
 def embed_suite(
     suite: Suite, encode: Callable[[list[str]], Any], identity: str | None = None, cache: EmbeddingCache | None = None,
-    batch_size: int = 64, progress: bool = True,
+    batch_size: int = 64, progress: bool = True, model: str = "the encoder",
 ) -> SuiteEmbeddings:
     """Encode every unique text of ``suite`` once (task by task, so each task's encoding time is known), or
-    load them from ``cache`` when ``identity`` (the model's) and the text set are unchanged."""
+    load them from ``cache`` when ``identity`` (the model's) and the text set are unchanged (a damaged cache
+    file is a warning and is encoded again). ``model`` names the model in errors (NaN/inf embeddings)."""
     texts = suite.texts()
     rows = {t: i for i, t in enumerate(texts)}
     if cache is not None and identity is not None:
@@ -271,7 +318,8 @@ def embed_suite(
         seen.update(new)
         t0 = time.perf_counter()
         if new:
-            parts.append(encode_texts(encode, new, batch_size=batch_size, progress=progress, desc=f"encode {name}"))
+            parts.append(encode_texts(encode, new, batch_size=batch_size, progress=progress, desc=f"encode {name}",
+                                      model=model, task=name))
             order.extend(new)
         seconds[name], new_texts[name] = time.perf_counter() - t0, len(new)
     if not order:
@@ -295,9 +343,12 @@ def _pair_cos(emb: SuiteEmbeddings, s1: Sequence[str], s2: Sequence[str]) -> tor
     return (a * b).sum(dim=-1)
 
 
-def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, Any] | None = None,
+                model: str = "the encoder") -> tuple[dict, dict]:
     """``(metrics, seconds)``: per task ``{"spearman"|"auroc"|"orig_dev_acc","new_dev_acc", ...}`` (x100) plus
-    ``"STS avg"`` when all seven STS tasks ran; and the scoring time of each task."""
+    ``"STS avg"`` when all seven STS tasks ran; and the scoring time of each task. AUROC tasks also give the
+    mean cosine of each arm (``mean_cos_label0/1``, named in ``arms``). NaN/inf embeddings of a task are a
+    ``ValueError`` naming ``model`` and the task, never a score."""
     from nda.metrics.anomaly import anomaly_auroc
     from nda.metrics.probe import logistic_probe
 
@@ -305,6 +356,8 @@ def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, A
     seconds: dict[str, float] = {}
     for name, task in suite.tasks.items():
         t0 = time.perf_counter()
+        texts = task.texts()
+        check_finite_embeddings(emb.of(texts), model, texts, name)
         if task.kind == "sts":
             cos = _pair_cos(emb, task.sentences1, task.sentences2)
             metrics[name] = {"spearman": 100.0 * spearman(cos, task.targets), "pairs": task.size}
@@ -313,7 +366,8 @@ def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, A
             labels = torch.tensor(task.targets)
             metrics[name] = {"auroc": 100.0 * anomaly_auroc(score[labels == 0], score[labels == 1]), "pairs": task.size,
                              "mean_cos_label0": float(_mean(score[labels == 0]) * task.sign),
-                             "mean_cos_label1": float(_mean(score[labels == 1]) * task.sign)}
+                             "mean_cos_label1": float(_mean(score[labels == 1]) * task.sign),
+                             "arms": {"label0": task.arms[0], "label1": task.arms[1]}}
         else:
             # unit-length embeddings for every model: a model's own Normalize module (which a trained copy may
             # lack) must not change its row; the probe then standardises them
@@ -339,7 +393,8 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("STS12", "STS12", "spearman"), ("STS13", "STS13*", "spearman"), ("STS14", "STS14", "spearman"),
     ("STS15", "STS15", "spearman"), ("STS16", "STS16", "spearman"), ("STS-B", "STS-B", "spearman"),
     ("SICK-R", "SICK-R", "spearman"), ("STS avg", "STS avg", ""), ("CANNOT", "Negation AUROC (CANNOT)", "auroc"),
-    ("PAWS", "Word-order AUROC (PAWS)", "auroc"), ("CAD", "CAD orig dev acc", "orig_dev_acc"),
+    ("SICK-EC", "Ent-vs-contra AUROC (SICK)", "auroc"), ("PAWS", "Word-order AUROC (PAWS)", "auroc"),
+    ("CAD", "CAD orig dev acc", "orig_dev_acc"),
     ("CAD", "CAD new dev acc", "new_dev_acc"),
 )
 
@@ -364,7 +419,9 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], suite: Suite) -> str:
         "(one Spearman over all pairs of a year's SentEval subsets; pairs without a gold score skipped). "
         "STS avg: mean of the 7 STS columns (shown only when all 7 ran). "
         "Negation AUROC: -cos separating CANNOT SemAntoNeg negated/antonym pairs (label 1) from paraphrases "
-        "(label 0), i.e. P(cos(negated) < cos(paraphrase)); 50 = blind to negation. Word-order AUROC: cos separating "
+        "(label 0), i.e. P(cos(negated) < cos(paraphrase)); 50 = blind to negation. Ent-vs-contra AUROC: cos "
+        "separating SICK TEST entailment pairs (positive) from contradiction pairs (most carry a negation cue), "
+        "i.e. P(cos(entailment) > cos(contradiction)). Word-order AUROC: cos separating "
         "PAWS-Wiki paraphrases (1) from non-paraphrases (0). CAD: logistic probe (standardised frozen embeddings, C by "
         "5-fold CV on orig/train only) trained on CAD IMDb orig/train, accuracy on orig/dev and on the human "
         "counterfactuals new/dev. Long reviews are truncated to the model's max sequence length.",
@@ -375,4 +432,20 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], suite: Suite) -> str:
         notes.append(f"- {name}: {task.source}; " + "; ".join(task.notes))
     for name, reason in suite.skipped.items():
         notes.append(f"- {name}: {reason}")
-    return "\n".join(lines + notes) + "\n"
+    return "\n".join(lines + notes + _arms_markdown(rows, suite)) + "\n"
+
+
+def _arms_markdown(rows: Sequence[Mapping[str, Any]], suite: Suite) -> list[str]:
+    """Mean cosine of each arm of every AUROC task (a row per model): whether an AUROC moved because the
+    negated pairs drifted apart or because the paraphrases did."""
+    arms = [(n, t.arms) for n, t in suite.tasks.items() if t.kind == "auroc"]
+    if not arms:
+        return []
+    cols = [(n, f"mean_cos_label{k}", f"{n} {a[k]}") for n, a in arms for k in (0, 1)]
+    lines = ["", "Mean cosine per arm of the AUROC tasks (raw cosine, not x100):", "",
+             "| model | " + " | ".join(c[2] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for row in rows:
+        cells = [row["metrics"].get(n, {}).get(key) for n, key, _ in cols]
+        shown = ("–" if v is None else f"{v + 0.0:.3f}" for v in cells)  # + 0.0: no "-0.000"
+        lines.append(f"| {row['model']} | " + " | ".join(shown) + " |")
+    return lines

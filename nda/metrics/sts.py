@@ -21,7 +21,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["StsData", "load_sts", "sts_spearman", "spearman", "sts_sentences"]
+from nda.metrics.finite import check_finite_embeddings
+
+__all__ = ["StsData", "load_sts", "sts_spearman", "spearman", "pearson", "sts_sentences"]
 
 _SPLIT_FILES = {"train": "sts-train.csv", "dev": "sts-dev.csv", "validation": "sts-dev.csv", "test": "sts-test.csv"}
 
@@ -131,18 +133,43 @@ def _rank(x: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def spearman(x: Any, y: Any) -> float:
-    """Spearman's rho of two 1-D sequences (Pearson correlation of tie-averaged ranks), in [-1, 1]."""
+def _finite_pair(fn: str, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two flat float64 tensors of one length >= 2, all finite, or a one-line error naming the argument.
+
+    Why refuse rather than skip: a NaN sorts last in ``argsort``, so NaN embeddings of a broken model would get
+    a plausible rank correlation (an all-NaN ``x`` scored rho = 1.0 before)."""
     xt = torch.as_tensor(x, dtype=torch.float64).flatten()
     yt = torch.as_tensor(y, dtype=torch.float64, device=xt.device).flatten()
     if xt.numel() != yt.numel() or xt.numel() < 2:
-        raise ValueError(f"spearman needs two sequences of the same length >= 2, got {xt.numel()} and {yt.numel()}")
-    rx, ry = _rank(xt), _rank(yt)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = torch.sqrt((rx * rx).sum() * (ry * ry).sum())
+        raise ValueError(f"{fn} needs two sequences of the same length >= 2, got {xt.numel()} and {yt.numel()}")
+    for name, t in (("x", xt), ("y", yt)):
+        bad = ~torch.isfinite(t)
+        if bool(bad.any()):
+            raise ValueError(f"{fn}: {name} holds {int(bad.sum())} non-finite value(s) (NaN/inf) of {t.numel()}, "
+                             f"e.g. at index {int(bad.nonzero()[0, 0])}")
+    return xt, yt
+
+
+def _correlation(x: torch.Tensor, y: torch.Tensor) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    denom = torch.sqrt((x * x).sum() * (y * y).sum())
     if float(denom) == 0.0:
         return float("nan")  # a constant input: correlation undefined (scipy returns nan too)
-    return float((rx * ry).sum() / denom)
+    return float((x * y).sum() / denom)
+
+
+def spearman(x: Any, y: Any) -> float:
+    """Spearman's rho of two 1-D sequences (Pearson correlation of tie-averaged ranks), in [-1, 1].
+
+    Non-finite values are an error naming ``x`` or ``y``; a constant input gives ``nan`` (as scipy)."""
+    xt, yt = _finite_pair("spearman", x, y)
+    return _correlation(_rank(xt), _rank(yt))
+
+
+def pearson(x: Any, y: Any) -> float:
+    """Pearson's r of two 1-D sequences, in [-1, 1] (float64); non-finite values are an error naming the argument."""
+    xt, yt = _finite_pair("pearson", x, y)
+    return _correlation(xt, yt)
 
 
 def _encoder_fn(model_or_encode_fn: Any, batch_size: int) -> Callable[[list[str]], torch.Tensor]:
@@ -169,12 +196,13 @@ def sts_spearman(
     sentences2: Sequence[str] | None = None,
     scores: Sequence[float] | None = None,
     batch_size: int = 64,
+    name: str | None = None,
 ) -> float:
     """Spearman correlation x 100 between ``cos(embed(s1), embed(s2))`` and the gold ``scores``.
 
     ``model_or_encode_fn``: a :class:`~nda.models.sentence.SentenceEncoder`, a ``SentenceTransformer`` or any
     callable ``list[str] -> (N, D)`` array/tensor. Pass an :class:`StsData` as ``sentences1`` instead of the
-    three lists if you like.
+    three lists if you like. Non-finite embeddings are a ``ValueError`` naming the model (``name``, else its type).
     """
     if isinstance(sentences1, StsData):
         sentences1, sentences2, scores = sentences1.sentences1, sentences1.sentences2, sentences1.scores
@@ -190,5 +218,8 @@ def sts_spearman(
     e2 = torch.as_tensor(encode(list(sentences2))).float().to(e1.device)
     if e1.shape != e2.shape or e1.ndim != 2:
         raise ValueError(f"the encoder must return (N, D) embeddings for both sides, got {tuple(e1.shape)} and {tuple(e2.shape)}")
+    label = name or type(model_or_encode_fn).__name__
+    check_finite_embeddings(e1, label, sentences1, task="STS (sentences1)")
+    check_finite_embeddings(e2, label, sentences2, task="STS (sentences2)")
     cos = (F.normalize(e1, dim=-1) * F.normalize(e2, dim=-1)).sum(dim=-1)  # as sentence-transformers' pairwise_cos_sim
     return 100.0 * spearman(cos.detach().cpu(), torch.as_tensor(scores, dtype=torch.float64))

@@ -14,9 +14,20 @@ from nda.metrics.sentence_data import (
     load_labelled_pairs,
     load_labelled_texts,
     load_senteval_sts_year,
+    load_sick_entailment,
     load_sick_relatedness,
 )
-from nda.metrics.sentence_eval import TASKS, EmbeddingCache, embed_suite, encode_texts, load_suite, score_suite
+from nda.metrics.sentence_eval import (
+    TASKS,
+    EmbeddingCache,
+    embed_suite,
+    encode_texts,
+    load_suite,
+    results_markdown,
+    score_suite,
+)
+
+SICK_LABELS = ("ENTAILMENT", "CONTRADICTION", "NEUTRAL")
 
 PAIRS = [
     ("a man is playing a guitar .", "a man plays the guitar .", 4.8),
@@ -62,7 +73,9 @@ def data(tmp_path_factory) -> Path:
     lines = [f"main-captions\tMSRvid\t2012\t{i:04d}\t{s}\t{a}\t{b}" for i, (a, b, s) in enumerate(PAIRS)]
     (root / "sts-test.csv").write_text("\n".join(lines) + "\n")
     header = "pair_ID\tsentence_A\tsentence_B\tentailment_label\trelatedness_score\tSemEval_set"
-    sick = [header] + [f"{i}\t{a}\t{b}\tNEUTRAL\t{1 + s * 0.8:.1f}\t{'TEST' if i % 4 else 'TRAIN'}" for i, (a, b, s) in enumerate(PAIRS)]
+    # TEST rows (i % 4 != 0): entailment 3, 6, 9; contradiction 1, 7; neutral 2, 5
+    sick = [header] + [f"{i}\t{a}\t{b}\t{SICK_LABELS[i % 3]}\t{1 + s * 0.8:.1f}\t{'TEST' if i % 4 else 'TRAIN'}"
+                       for i, (a, b, s) in enumerate(PAIRS)]
     (root / "SICK.txt").write_text("\r\n".join(sick) + "\r\n")  # the real file has CRLF line ends
     cannot = ["premise\thypothesis\tlabel", "The child is sleeping.\tThe child is not sleeping.\t1",
               "A man plays a guitar.\tA man is playing a guitar.\t0", "The film was good.\tThe film was bad.\t1",
@@ -107,7 +120,8 @@ def test_eval_sentence_tiny_model_writes_every_column(data, tmp_path):
     for task in ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R"):
         assert -100 <= m[task]["spearman"] <= 100
     assert m["STS avg"] == pytest.approx(np.mean([m[t]["spearman"] for t in TASKS[:7]]))
-    assert 0 <= m["CANNOT"]["auroc"] <= 100 and 0 <= m["PAWS"]["auroc"] <= 100
+    assert 0 <= m["CANNOT"]["auroc"] <= 100 and 0 <= m["PAWS"]["auroc"] <= 100 and 0 <= m["SICK-EC"]["auroc"] <= 100
+    assert m["SICK-EC"]["pairs"] == 5 and m["SICK-EC"]["arms"] == {"label0": "contradiction", "label1": "entailment"}
     assert 0 <= m["CAD"]["orig_dev_acc"] <= 100 and 0 <= m["CAD"]["new_dev_acc"] <= 100
     assert m["STS15"]["pairs"] == 9  # one pair without a gold score skipped
     assert m["SICK-R"]["pairs"] == 7  # TEST rows only
@@ -115,6 +129,7 @@ def test_eval_sentence_tiny_model_writes_every_column(data, tmp_path):
     assert saved["rows"][0]["metrics"]["STS-B"] == m["STS-B"]
     md = (tmp_path / "report.md").read_text()
     assert "| tiny-random |" in md and "STS13 has no SMT subset" in md and "Negation AUROC" in md
+    assert "Ent-vs-contra AUROC (SICK)" in md and "| CANNOT paraphrase | CANNOT negated/antonym |" in md
     assert row["timing"]["tasks"]["STS12"]["new_texts"] > 0 and not row["timing"]["embeddings_from_cache"]
 
     again = _run(data, tmp_path, "--models", "tiny-random")  # the second run reads the cached embeddings
@@ -203,6 +218,53 @@ def test_auroc_directions_higher_is_more_sensitive(data, tmp_path):
                for t, v in table.items()}
     metrics2, _ = score_suite(suite, embed_suite(suite, _lookup_encoder(flipped), progress=False))
     assert metrics2["CANNOT"]["auroc"] == 100.0  # cos -1 < 1: still separated the right way
+
+
+def test_sick_entailment_vs_contradiction_auroc_and_arm_means(data):
+    """SICK-EC: entailment pairs (positive) should have the higher cosine; each arm's mean cosine is reported."""
+    suite = load_suite({"sick": data / "SICK.txt", "cannot": data / "cannot.tsv"}, ["CANNOT", "SICK-EC"])
+    task = suite.tasks["SICK-EC"]
+    assert task.targets == [0.0, 1.0, 1.0, 0.0, 1.0]  # TEST rows 1, 3, 6, 7, 9 (neutral and TRAIN rows dropped)
+    table = {}
+    for t in suite.tasks.values():
+        for i, (a, b, y) in enumerate(zip(t.sentences1, t.sentences2, t.targets)):
+            close = (y == 1) if t.name == "SICK-EC" else (y == 0)  # entailments / paraphrases identical
+            va = [0.0] * 16
+            va[i] = 1.0
+            vb = list(va)
+            if not close:
+                vb[i], vb[8 + i] = 0.0, 1.0
+            table[a], table[b] = va, vb
+    emb = embed_suite(suite, _lookup_encoder(table), progress=False)
+    metrics, _ = score_suite(suite, emb)
+    ec = metrics["SICK-EC"]
+    assert ec["auroc"] == 100.0 and ec["pairs"] == 5
+    assert ec["mean_cos_label1"] == pytest.approx(1.0) and ec["mean_cos_label0"] == pytest.approx(0.0)
+    md = results_markdown([{"model": "lookup", "metrics": metrics}], suite)
+    assert "| SICK-EC contradiction | SICK-EC entailment |" in md
+    assert "| lookup | 1.000 | 0.000 | 0.000 | 1.000 |" in md  # CANNOT paraphrase, negated; SICK contra, entail
+    swapped = {t: table[t] for t in table}
+    for a, b, y in zip(task.sentences1, task.sentences2, task.targets):  # entailments apart, contradictions together
+        swapped[b] = table[a] if y == 0 else [0.0] * 8 + table[a][:8]
+    metrics2, _ = score_suite(suite, embed_suite(suite, _lookup_encoder(swapped), progress=False))
+    assert metrics2["SICK-EC"]["auroc"] == 0.0
+
+
+def test_sick_entailment_reader_counts_and_errors(data, tmp_path):
+    pairs = load_sick_entailment(data / "SICK.txt")
+    assert pairs.labels == [0, 1, 1, 0, 1] and pairs.sentences1[0] == PAIRS[1][0]
+    assert load_sick_entailment(data / "SICK.txt", "TRAIN").labels == [1, 0]  # rows 0 and 4 (8 is neutral)
+    bad = tmp_path / "sick.txt"
+    header = "sentence_A\tsentence_B\tentailment_label\tSemEval_set"
+    bad.write_text(f"{header}\na\tb\tMAYBE\tTEST\n")
+    with pytest.raises(ValueError, match="entailment_label 'MAYBE'"):
+        load_sick_entailment(bad)
+    bad.write_text(f"{header}\na\tb\tENTAILMENT\tTEST\n")
+    with pytest.raises(ValueError, match="both ENTAILMENT and CONTRADICTION"):
+        load_sick_entailment(bad)
+    bad.write_text("sentence_A\tsentence_B\tSemEval_set\na\tb\tTEST\n")
+    with pytest.raises(ValueError, match="entailment_label"):
+        load_sick_entailment(bad)
 
 
 def test_encode_texts_is_longest_first_in_batches_and_keeps_order():

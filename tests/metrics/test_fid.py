@@ -216,3 +216,43 @@ def test_inception_extractor_forward_with_stand_in_weights(monkeypatch, tmp_path
     assert seen["x"].shape == (2, 3, 299, 299)
     assert seen["x"].min() == -1 and seen["x"].max() <= 1  # black digit background -> -1
     assert torch.allclose(extractor(x.float() / 127.5 - 1), f, atol=1e-4)
+
+
+class _MeanExtractor:
+    """Two features per image (channel means of the first two channels): enough for FID/KID plumbing."""
+
+    name = "mean-test"
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images.float().mean(dim=(2, 3))[:, :2] + torch.arange(images.shape[0])[:, None] * 0.01
+
+
+def test_feature_extraction_progress_bars_main_process_only(capsys, monkeypatch):
+    """Issue 18 item 5: FID/KID feature extraction shows a bar on the main process, can be turned off, and is
+    off by default when stderr is not a terminal (pytest's is not)."""
+    from nda.metrics.gan_eval import fid_kid
+
+    monkeypatch.delenv("RANK", raising=False)
+    images = torch.randint(0, 256, (12, 3, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    compute_features(_MeanExtractor(), images, batch_size=4, progress=True, desc="features (test)")
+    assert "features (test)" in capsys.readouterr().err
+    compute_features(_MeanExtractor(), images, batch_size=4, progress=False)
+    compute_features(_MeanExtractor(), images, batch_size=4)  # None: stderr is not a terminal here
+    assert "features" not in capsys.readouterr().err
+    result = fid_kid(_MeanExtractor(), images, images.flip(0), 12, "cpu", batch_size=4, kid_subsets=2, progress=True)
+    err = capsys.readouterr().err
+    assert "features (generated)" in err and "features (reference)" in err and result["fid"]["value"] >= 0
+    monkeypatch.setenv("RANK", "1")  # another process of a launch: never a bar, even when asked for
+    compute_features(_MeanExtractor(), images, batch_size=4, progress=True, desc="features (rank 1)")
+    assert "features (rank 1)" not in capsys.readouterr().err
+
+
+def test_reference_stats_progress_bar(tmp_path, capsys, monkeypatch):
+    from nda.metrics.reference import reference_stats
+
+    monkeypatch.delenv("RANK", raising=False)
+    images = torch.randint(0, 256, (8, 3, 4, 4), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    reference_stats(_MeanExtractor(), images, split="test", cache_dir=tmp_path, batch_size=4, progress=True)
+    assert "features (test reference)" in capsys.readouterr().err
+    reference_stats(_MeanExtractor(), images, split="train", cache_dir=tmp_path, batch_size=4, progress=False)
+    assert "features" not in capsys.readouterr().err
