@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 
 import nda
+from nda.data.cache import sha256_file
 from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactual_pairs, load_labeled_texts,
                                    subset_per_class)
-from nda.run import Run, RunConfig, cli, parse_config
+from nda.run import Run, RunConfig, cli, data_fingerprint, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
 from nda.run.run import make_accelerator
 from nda.run.schedule import set_lr, warmup_lr
@@ -344,6 +345,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise FileNotFoundError(f"--augment {how}: file not found")
     acc = make_accelerator(cfg)
     with Run(cfg, acc, job="classify") as run:
+        humans = [Path(how.split(":", 1)[1]) for how in cfg.augment if how.startswith("human:")]
+        run.bind_data(lambda: data_fingerprint(train.texts, train.labels, [sha256_file(p) for p in humans]),
+                      f"{train.name} ({len(train)} texts)" + "".join(f" + {p.name}" for p in humans))
         acc.print(f"train: {train.name} ({len(train)}: {train.counts()}); eval: "
                   + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
         if cfg.mode == "probe":

@@ -37,7 +37,7 @@ from nda.metrics.extractors import EXTRACTOR_NAMES
 from nda.models.gan import EMA, build_gan, check_image_size
 from nda.models.gan_train import discriminator_step, generator_step, image_sampler, sample_noise
 from nda.objectives import DiscriminatorNegativeLoss
-from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
+from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag
 
 ARCH_DEFAULTS = {
@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         # ------------------------------------------------------------------------------------- data
         train = load_images(cfg.data, cfg.split, image_size=cfg.image_size, channels=cfg.channels, limit=cfg.limit,
                             cache_dir=cfg.cache_dir)
+        run.bind_data(lambda: data_fingerprint(train.images, train.labels), f"{train.name} ({len(train)} images)")
         num_classes = train.num_classes if cfg.conditional else 0
         if cfg.conditional and (num_classes == 0 or bool((train.labels < 0).any())):
             raise ValueError(f"--conditional needs labelled data; {train.name} has no class labels")

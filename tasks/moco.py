@@ -22,7 +22,7 @@ Examples::
     # torchrun through --multi_gpu with the task's --cpu flag starts two:
     accelerate launch --multi_gpu --num_processes 2 tasks/moco.py --cpu true --arch tiny --queue-size 1024
 
-Outputs in ``--out-dir``: ``config.json``, ``metrics.csv`` (+ TensorBoard), ``checkpoints/``, ``final/``
+Outputs in ``--out-dir``: ``config.json``, ``metrics.csv`` (+ ``--report-to`` trackers), ``checkpoints/``, ``final/``
 (``model.safetensors`` + ``model.json``: rebuilt by ``nda.run.load_model`` / ``tasks/eval_repr.py``),
 ``results.json``.
 """
@@ -40,7 +40,7 @@ from nda.distributed import concat_all_gather
 from nda.models.moco import BN_MODES, MoCo, available_archs, check_queue_config
 from nda.models.moco_step import NDA_SOURCES, STAT_NAMES, enqueue_keys, moco_step, step_stats
 from nda.objectives.contrastive import ContrastiveNegativeLoss
-from nda.run import Run, RunConfig, cli, make_accelerator, parse_config, save_model
+from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.run.schedule import set_lr, warmup_lr
 from nda.vision.augment import MoCoV2Augment
@@ -160,6 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
             train = load_images(cfg.data, "train", cfg.image_size, cfg.channels, cfg.train_limit, cfg.cache_dir)
             test = load_images(cfg.data, "test", cfg.image_size, cfg.channels, cfg.test_limit, cfg.cache_dir) \
                 if cfg.final_eval or cfg.knn_every else None
+        run.bind_data(lambda: data_fingerprint(train.images, train.labels), f"{train.name} ({len(train)} images)")
         acc.print(f"data: {train!r}" + (f", eval: {test.name}" if test else ""))
 
         # --------------------------------------------------------------------------------- models

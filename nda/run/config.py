@@ -55,10 +55,13 @@ class RunConfig:
         "help": "force CPU (with `accelerate launch --multi_gpu`: CPU processes over gloo)"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: leave as is)"})
     progress: bool = field(default=True, metadata={"help": "progress bar (main process)"})
+    report_to: str = field(default="none", metadata={
+        "help": "accelerate trackers for the logged scalars besides metrics.csv: none | all | a comma list "
+                "(tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, swanlab, trackio)"})
 
     resume_may_change: ClassVar[frozenset[str]] = frozenset({
         "out_dir", "resume", "overwrite", "steps", "log_every", "checkpoint_every", "keep_checkpoints",
-        "max_minutes", "threads", "progress",
+        "max_minutes", "threads", "progress", "report_to",
     })
 
     def check_run_fields(self) -> None:
@@ -74,6 +77,9 @@ class RunConfig:
             raise ValueError("--resume continues the run in --out-dir and --overwrite deletes it: give one of them")
         if not str(self.out_dir).strip():
             raise ValueError("--out-dir must be a folder path, got an empty string")
+        from nda.run.tracking import tracker_names
+
+        tracker_names(self.report_to)  # an unknown or not installed tracker fails here, before anything is built
 
 
 # ----------------------------------------------------------------------------------------- validators
@@ -150,11 +156,72 @@ def _field_parser(tp: Any):
     return str
 
 
+def _expected(tp: Any) -> str:
+    """How a field's type reads in an error message."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) if a is not type(None) else "null" for a in args)
+    if origin in (list, tuple, Sequence):
+        return f"a list of {_expected(args[0]) if args else 'strings'} (or a comma-separated string)"
+    names = {bool: "a boolean (true/false)", int: "an int", float: "a finite number", str: "a string"}
+    return names.get(tp, "a string")
+
+
+def _from_json(tp: Any, value: Any) -> Any:
+    """A ``--config`` JSON value -> the field's type, exactly as strict as its CLI flag: a string goes through the
+    flag's own parser (``"false"`` -> False, ``"0.5"`` -> 0.5, ``"inf"`` refused); a JSON value must already have
+    the type (an int for an int field: 1.5 and true are refused; a finite number for a float field)."""
+    if isinstance(value, str):
+        return _field_parser(tp)(value)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _from_json(non_none[0] if len(non_none) == 1 else str, value)
+    if origin in (list, tuple, Sequence):
+        if not isinstance(value, list):
+            raise ValueError("not a list")
+        return [_from_json(args[0] if args else str, v) for v in value]
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ValueError(f"got {type(value).__name__}")
+
+
+def _config_values(cls: type, hints: dict[str, Any], path: str) -> dict[str, Any]:
+    """The field values of a ``--config`` file, each parsed and type-checked like its flag."""
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {path}: not a readable JSON file ({err})") from err
+    if not isinstance(loaded, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of field values")
+    loaded = {k: v for k, v in loaded.items() if k not in INVOCATION_FIELDS}  # older config.json files
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(loaded) - known)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown fields {unknown}")
+    values = {}
+    for key, value in loaded.items():
+        try:
+            values[key] = _from_json(hints[key], value)
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
+            raise ValueError(f"--config {path}: {key!r} ({flag(key)}) must be {_expected(hints[key])}, "
+                             f"got {json.dumps(value)}") from None
+    return values
+
+
 def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: str | None = None) -> C:
     """Build ``cls`` (a dataclass) from the command line: one ``--field-name`` flag per field.
 
     ``--config run.json`` loads a saved config first (e.g. a previous run's ``config.json``); flags given on
-    the command line override it. Field docs come from ``field(metadata={"help": ...})``; a field with
+    the command line override it. Its values are parsed and checked like the flags (``{"seed": 1.5}`` and
+    ``{"conditional": "maybe"}`` are one-line errors naming the key; ``"false"`` is False, as on the
+    CLI). Field docs come from ``field(metadata={"help": ...})``; a field with
     ``metadata={"bare": value}`` may be given without a value (``--resume`` alone means ``--resume latest``).
     Floats must be finite (``--lr inf`` is an error at parse time).
 
@@ -187,18 +254,7 @@ def parse_config(cls: type[C], argv: Sequence[str] | None = None, description: s
     values: dict[str, Any] = {}
     config_path = ns.pop("config")
     if config_path:
-        try:
-            loaded = json.loads(Path(config_path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"--config {config_path}: not a readable JSON file ({err})") from err
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {config_path}: expected a JSON object of field values")
-        loaded = {k: v for k, v in loaded.items() if k not in INVOCATION_FIELDS}  # older config.json files
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(loaded) - known)
-        if unknown:
-            raise ValueError(f"--config {config_path}: unknown fields {unknown}")
-        values.update(loaded)
+        values.update(_config_values(cls, hints, config_path))
     values.update(ns)
     return cls(**values)
 

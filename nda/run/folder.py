@@ -2,26 +2,41 @@
 
 - a folder that already holds a run is refused unless ``--resume`` (continue it) or ``--overwrite`` (delete
   it and start clean); nothing is deleted before the new run has validated its flags and built its models;
+- ``--overwrite`` deletes only what an nda run wrote: a run keeps a manifest, ``.nda-run.json``, naming the
+  top-level entries it wrote (and its data fingerprint, :meth:`RunFolder.bind`). A folder without one (a
+  source tree, a Hugging Face model folder with its ``config.json``, a run of an older nda) is refused, and a
+  file a user put into a run folder is kept;
 - while a run is live it holds an OS lock on ``<out-dir>/.nda.lock`` (``fcntl.flock``): a second run in the
   same folder fails at once, naming the holder's pid and host; the kernel drops the lock when the holder
-  dies (even by ``kill -9``), so a dead run's lock file is simply taken over.
+  dies (even by ``kill -9``), so a dead run's lock file is simply taken over. The manifest also names the
+  live holder (pid, host, process start time), so a deleted lock file does not let a second run in: a
+  holder that is still alive on this host is refused, and a run re-checks that its lock file is still the
+  one it holds before it deletes anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunFolder", "RunFolderError", "LOCK_NAME"]
+from nda.data.cache import atomic_write_text
+
+__all__ = ["RunFolder", "RunFolderError", "LOCK_NAME", "MANIFEST_NAME"]
 
 LOCK_NAME = ".nda.lock"
-RUN_MARKERS = ("config.json", "checkpoints", "metrics.csv", "results.json")  # what a run writes: --overwrite may delete
+MANIFEST_NAME = ".nda-run.json"
+MANIFEST_FORMAT = "nda-run/1"
+# what runs of nda before the manifest wrote: adopted (and only these) when such a run is continued with --resume
+LEGACY_OUTPUTS = ("config.json", "checkpoints", "metrics.csv", "results.json", "results.md", "tensorboard",
+                  "trackers", "samples", "models", "final", "model", "loss_plot.png")
 
 
 class RunFolderError(RuntimeError):
@@ -29,59 +44,153 @@ class RunFolderError(RuntimeError):
 
 
 class RunFolder:
-    """The ``--out-dir`` of one run: its contents rules and its lock.
+    """The ``--out-dir`` of one run: its contents rules, its manifest and its lock.
 
     >>> import tempfile
     >>> folder = RunFolder(tempfile.mkdtemp())
-    >>> folder.check_mode(resume=False, overwrite=False)
+    >>> folder.acquire(); folder.check_mode(resume=False, overwrite=False)
     'fresh'
-    >>> folder.acquire(); folder.release()
+    >>> folder.release()
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._fd: int | None = None
+        self._token = uuid.uuid4().hex  # this holder, among runs of one process
+        self._foreign: set[str] = set()  # entries present at claim() that no run of nda wrote: never deleted
+        self._claimed = False
+        self._created_lock = False  # the lock file was made by this holder (removed again if the folder is refused)
 
     # ---------------------------------------------------------------------------------------- contents
     def entries(self) -> list[Path]:
-        """What the folder holds, the lock file excepted."""
+        """What the folder holds, the lock file and the manifest excepted."""
         if not self.path.is_dir():
             return []
-        return sorted(p for p in self.path.iterdir() if p.name != LOCK_NAME)
+        own = (LOCK_NAME, MANIFEST_NAME)
+        return sorted(p for p in self.path.iterdir()
+                      if p.name not in own and not p.name.startswith(f".{MANIFEST_NAME}.tmp"))
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST_NAME
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The folder's run manifest, ``None`` when it has none, or a :class:`RunFolderError` when unreadable."""
+        path = self.manifest_path
+        if not path.is_file():
+            return None
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RunFolderError(f"--out-dir {self.path}: the run manifest {MANIFEST_NAME} is unreadable ({err}); "
+                                 "refusing to touch the folder") from err
+        if not isinstance(info, dict) or info.get("format") != MANIFEST_FORMAT:
+            raise RunFolderError(f"--out-dir {self.path}: {MANIFEST_NAME} is not an {MANIFEST_FORMAT} manifest; "
+                                 "refusing to touch the folder")
+        return info
 
     def check_mode(self, *, resume: bool, overwrite: bool) -> str:
-        """``"fresh"``, ``"resume"`` or ``"overwrite"``, or a :class:`RunFolderError` saying what to pass."""
+        """``"fresh"``, ``"resume"`` or ``"overwrite"``, or a :class:`RunFolderError` saying what to pass.
+
+        Call it with the lock held: it also refuses a folder whose manifest names a live holder (a run whose
+        lock file was deleted)."""
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"--out-dir {self.path} exists and is not a folder")
+        manifest = self.manifest()
+        self._check_not_live(manifest)
+        held = self.entries()
         if resume:
-            if not self.entries():
+            if not held:
                 raise RunFolderError(f"--resume: {self.path} holds no run to continue (start one without --resume)")
             return "resume"
         if overwrite:
-            held = self.entries()
-            if held and not any((self.path / name).exists() for name in RUN_MARKERS):
+            if held and manifest is None:
                 raise RunFolderError(
-                    f"--overwrite: {self.path} holds {', '.join(p.name for p in held[:5])}"
-                    f"{', ...' if len(held) > 5 else ''} but no run (no {' / '.join(RUN_MARKERS)}); refusing to delete "
-                    "it -- choose an empty or new --out-dir"
+                    f"--overwrite: {self.path} holds {_shown(held)} but no run of nda (no {MANIFEST_NAME} manifest: "
+                    "not a run folder, or a run of an older nda); refusing to delete anything -- delete it "
+                    "yourself or choose another --out-dir"
                 )
             return "overwrite"
-        held = self.entries()
         if held:
-            shown = ", ".join(p.name for p in held[:5]) + (", ..." if len(held) > 5 else "")
             raise RunFolderError(
-                f"--out-dir {self.path} already holds a run ({shown}). Pass --resume to continue it, "
+                f"--out-dir {self.path} already holds a run ({_shown(held)}). Pass --resume to continue it, "
                 "--overwrite to delete it and start again, or choose another --out-dir"
             )
         return "fresh"
 
-    def clear(self) -> None:
-        """Delete everything but the lock (``--overwrite``, once the new run is ready to start)."""
+    def _check_not_live(self, manifest: dict[str, Any] | None) -> None:
+        live = (manifest or {}).get("live")
+        if not live or live.get("token") == self._token:
+            return
+        if _alive(live):
+            raise RunFolderError(
+                f"--out-dir {self.path} is in use by a live run (pid {live.get('pid')} on {live.get('host')}, "
+                f"started {live.get('started')}) although its lock file {LOCK_NAME} was removed; wait for it to "
+                "finish, or use another --out-dir"
+            )
+
+    # ---------------------------------------------------------------------------------------- manifest
+    def claim(self, job: str, adopt_legacy: bool = False) -> None:
+        """Name this process as the folder's live holder in the manifest (main process, lock held).
+
+        Entries present now that the manifest does not list are foreign (a user's) and are never deleted;
+        ``adopt_legacy`` (resuming a run of an older nda) claims the names such runs wrote."""
+        existing = self.manifest()
+        info = existing or {"format": MANIFEST_FORMAT, "entries": [], "data": {}}
+        listed = set(info.get("entries", []))
+        present = {p.name for p in self.entries()}
+        if adopt_legacy and existing is None:
+            listed |= present & set(LEGACY_OUTPUTS)
+        self._foreign = present - listed
+        info.update(job=job, entries=sorted(listed), live={
+            "pid": os.getpid(), "host": socket.gethostname(), "process_start": _process_start(os.getpid()),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "token": self._token})
+        self._write_manifest(info)
+        self._claimed = True
+
+    def record(self, data: dict[str, Any] | None = None) -> None:
+        """Add what the run has written since :meth:`claim` (every entry but the foreign ones) to the manifest,
+        and ``data`` (name -> fingerprint record) if given."""
+        if not self._claimed:
+            return
+        info = self.manifest() or {"format": MANIFEST_FORMAT, "entries": [], "data": {}}
+        present = {p.name for p in self.entries()}
+        info["entries"] = sorted((set(info.get("entries", [])) | present) - self._foreign)
+        if data:
+            info["data"] = {**info.get("data", {}), **data}
+        self._write_manifest(info)
+
+    def data_records(self) -> dict[str, Any]:
+        """The data fingerprints the manifest holds (name -> ``{"fingerprint", "what"}``)."""
+        return dict((self.manifest() or {}).get("data", {}))
+
+    def _write_manifest(self, info: dict[str, Any]) -> None:
+        try:
+            atomic_write_text(self.manifest_path, json.dumps(info, indent=1))
+        except OSError as err:
+            raise RunFolderError(f"--out-dir {self.path}: cannot write {MANIFEST_NAME} "
+                                 f"({err.strerror or err})") from err
+
+    def clear(self) -> list[str]:
+        """Delete what the manifest says a run wrote (``--overwrite``, once the new run is ready to start);
+        returns the names kept (not written by a run). The lock must still be this folder's lock."""
+        self.check_lock()
+        info = self.manifest()
+        if info is None:
+            raise RunFolderError(f"--overwrite: {self.path} has no {MANIFEST_NAME}; refusing to delete anything")
+        listed = set(info.get("entries", []))
+        kept = []
         for p in self.entries():
-            if p.is_dir() and not p.is_symlink():
+            if p.name not in listed:
+                kept.append(p.name)
+            elif p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
             else:
                 p.unlink()
+        info.update(entries=[], data={})
+        self._write_manifest(info)
+        self._foreign = set(kept)
+        return kept
 
     # -------------------------------------------------------------------------------------------- lock
     @property
@@ -96,6 +205,7 @@ class RunFolder:
             raise RunFolderError(f"--out-dir {self.path} exists and is not a folder")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            created = not self.lock_path.exists()
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
             raise RunFolderError(f"--out-dir {self.path} is not writable ({err.strerror or err})") from err
@@ -111,11 +221,33 @@ class RunFolder:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
+        self._created_lock = created
+
+    def check_lock(self) -> None:
+        """Raise :class:`RunFolderError` unless ``.nda.lock`` is still the file this run locked: a lock file that
+        was deleted or replaced no longer keeps a second run out, so nothing may be deleted on its word."""
+        if self._fd is None:
+            raise RunFolderError(f"--out-dir {self.path}: the run does not hold the folder's lock")
+        held = os.fstat(self._fd)
+        try:
+            now = os.stat(self.lock_path)
+        except OSError:
+            now = None
+        if now is None or (now.st_ino, now.st_dev) != (held.st_ino, held.st_dev):
+            raise RunFolderError(f"--out-dir {self.path}: this run's lock file {LOCK_NAME} was removed or replaced "
+                                 "while it ran; another run may be using the folder, so nothing is deleted")
 
     def release(self) -> None:
-        """Drop the lock (the file stays: a later run takes it over)."""
+        """Drop the lock and the manifest's live holder (the lock file stays: a later run takes it over)."""
         if self._fd is None:
             return
+        if self._claimed:
+            with contextlib.suppress(RunFolderError, OSError):
+                info = self.manifest()
+                if info is not None and (info.get("live") or {}).get("token") == self._token:
+                    info["live"] = None
+                    self._write_manifest(info)
+            self._claimed = False
         try:
             os.ftruncate(self._fd, 0)
         except OSError:
@@ -123,9 +255,60 @@ class RunFolder:
         os.close(self._fd)  # closing the descriptor releases the flock
         self._fd = None
 
+    def discard(self) -> None:
+        """Remove the lock file, this run's manifest and the folder if nothing else is in it (a fresh run that
+        never started), then release the lock. A refused folder that holds other things loses only the lock file
+        this holder created in it."""
+        if self._fd is not None and self.entries() and self._created_lock and not self._claimed:
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink()
+            self.release()
+        elif self._fd is not None and not self.entries():
+            if self._claimed:
+                with contextlib.suppress(OSError):
+                    self.manifest_path.unlink()
+                self._claimed = False
+            with contextlib.suppress(OSError):
+                self.lock_path.unlink()
+            self.release()
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+        else:
+            self.release()
+
     @property
     def locked(self) -> bool:
         return self._fd is not None
+
+
+def _shown(held: list[Path]) -> str:
+    return ", ".join(p.name for p in held[:5]) + (", ..." if len(held) > 5 else "")
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc``), to tell a live pid from a reused one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(live: dict[str, Any]) -> bool:
+    """Whether the manifest's holder is a live process of this host (another host cannot be checked: False)."""
+    pid = live.get("pid")
+    if live.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except OSError:
+        return False
+    start = live.get("process_start")
+    return start is None or _process_start(pid) in (None, start)
 
 
 def _try_lock(fd: int) -> bool:

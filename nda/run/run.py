@@ -11,16 +11,20 @@
         run.finish(results)                             # results.json
 
 What a checkpoint holds is what ``restore`` was given (their ``state_dict()``), plus the loop step: no RNG
-state, because every draw is a function of ``(seed, step, rank)`` (:mod:`nda.run.randomness`).
+state, because every draw is a function of ``(seed, step, rank)`` (:mod:`nda.run.randomness`). What the
+run trained on is bound to it with ``run.bind_data(data_fingerprint(...), what)``: a ``--resume`` on other
+data is refused instead of silently continuing as another run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +34,27 @@ from nda.run.checkpoint import Checkpointer
 from nda.run.config import RunConfig, config_dict, flag, saved_config
 from nda.run.folder import RunFolder, RunFolderError
 from nda.run.randomness import batch_indices, seed_globals, step_generator
-from nda.run.tracking import Tracker
+from nda.run.tracking import TRACKERS_DIR, Tracker, tracker_config, tracker_names
 
-__all__ = ["Run", "make_accelerator", "write_json", "cli"]
+__all__ = ["Run", "make_accelerator", "write_json", "cli", "data_fingerprint"]
 
 
 def make_accelerator(cfg: RunConfig, **kwargs: Any):
-    """An ``accelerate.Accelerator`` for ``cfg`` (mixed precision, CPU, threads; TF32 and cuDNN autotune on CUDA).
+    """An ``accelerate.Accelerator`` for ``cfg`` (mixed precision, CPU, threads, ``--report-to`` trackers logging
+    under ``<out-dir>/trackers``; TF32 and cuDNN autotune on CUDA). Nothing is written until :meth:`Run.restore`.
 
     Gradient accumulation is left to the job (:meth:`Run.accumulate`), which makes it explicit and stateless.
     """
     from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    trackers = tracker_names(cfg.report_to)
+    if trackers:
+        kwargs.setdefault("log_with", trackers)
+        kwargs.setdefault("project_config", ProjectConfiguration(
+            project_dir=str(cfg.out_dir), logging_dir=str(Path(cfg.out_dir) / TRACKERS_DIR)))
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, **kwargs)
     if acc.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -60,6 +71,44 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
     return path
+
+
+def data_fingerprint(*parts: Any) -> str:
+    """SHA-256 over what a run trains on: tensors / arrays (their dtype, shape and bytes), strings and lists of
+    them, numbers. Cheap next to training (one pass over the bytes, memory-mapped arrays paged in, not copied).
+
+    >>> data_fingerprint(torch.arange(3, dtype=torch.uint8), ["a", "b"]) != data_fingerprint(torch.arange(3), ["ab"])
+    True
+    """
+    import numpy as np
+
+    h = hashlib.sha256()
+
+    def feed(part: Any) -> None:
+        if isinstance(part, torch.Tensor):
+            t = part.detach().cpu().contiguous()
+            h.update(f"tensor:{t.dtype}:{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else b"")
+        elif isinstance(part, np.ndarray):
+            a = np.ascontiguousarray(part)
+            h.update(f"array:{a.dtype.str}:{a.shape}|".encode())
+            h.update(a.reshape(-1).view(np.uint8).data if a.size else b"")
+        elif isinstance(part, (str, bytes)):
+            b = part.encode() if isinstance(part, str) else part
+            h.update(f"bytes:{len(b)}|".encode())
+            h.update(b)
+        elif isinstance(part, (list, tuple)):
+            h.update(f"list:{len(part)}|".encode())
+            for item in part:
+                feed(item)
+        elif part is None or isinstance(part, (bool, int, float)):
+            h.update(f"{type(part).__name__}:{part!r}|".encode())
+        else:
+            raise TypeError(f"data_fingerprint: cannot fingerprint a {type(part).__name__}")
+
+    for part in parts:
+        feed(part)
+    return h.hexdigest()
 
 
 class Run:
@@ -83,6 +132,9 @@ class Run:
         self.tracker: Tracker | None = None
         self.checkpointer = Checkpointer(cfg.out_dir, cfg.keep_checkpoints, accelerator)
         self._objects: dict[str, Any] = {}
+        self._data: dict[str, dict[str, str]] = {}
+        self._trackers = tracker_names(cfg.report_to)
+        self._trackers_started = False
         self._restored = False
         self._t0 = time.time()
         self._in_step: int | None = None
@@ -91,6 +143,11 @@ class Run:
             try:  # lock first: a live run in the folder is named as such, and nothing changes between check and use
                 self.folder.acquire()
                 self.mode = self.folder.check_mode(resume=cfg.resume is not None, overwrite=cfg.overwrite)
+                if self.mode == "resume" and not (self.out_dir / "config.json").is_file():
+                    raise RunFolderError(
+                        f"--resume: {self.out_dir} has no config.json: without it the continued run cannot be checked "
+                        "against the run its checkpoints belong to; refusing (start a new run in another --out-dir)")
+                self.folder.claim(job, adopt_legacy=self.mode == "resume")  # the manifest names this live holder
             except RunFolderError as err:
                 error = str(err)
                 if self.folder.locked:
@@ -131,22 +188,52 @@ class Run:
         self.close()
 
     def close(self) -> None:
-        """Release the lock; a fresh run that never started leaves no folder behind."""
+        """End the trackers, record what the run wrote in its manifest, release the lock; a fresh run that never
+        started leaves no folder behind."""
         if self.tracker is not None:
             self.tracker.close()
+        if self._trackers_started:
+            self._trackers_started = False
+            self.acc.end_training()  # every --report-to tracker finished (and the process group ended)
         if self.folder.locked:
+            if self._restored:
+                self._record()
             self._release_lock(remove_if_empty=not self._restored and self.mode == "fresh")
 
     def _release_lock(self, remove_if_empty: bool) -> None:
         """Release the lock; remove the folder a fresh run created but never used (lock file first, while held)."""
-        if remove_if_empty and not self.folder.entries():
-            with contextlib.suppress(OSError):
-                self.folder.lock_path.unlink()
-            self.folder.release()
-            with contextlib.suppress(OSError):
-                self.folder.path.rmdir()
+        if remove_if_empty:
+            self.folder.discard()
         else:
             self.folder.release()
+
+    def bind_data(self, fingerprint: str | Callable[[], str], what: str, name: str = "train") -> None:
+        """Bind the run to the content of its data (``fingerprint``: :func:`data_fingerprint` of what it trains on,
+        or a function computing it, called on the main process only); ``what`` says what it is in messages.
+
+        Stored in the run's manifest; a ``--resume`` whose data differ (a class folder added, a file edited) is
+        refused with a ValueError. Call it on every process, before :meth:`restore` (nothing written yet).
+        """
+        error = ""
+        record: dict[str, str] = {}
+        if self.is_main:
+            record = {"fingerprint": str(fingerprint() if callable(fingerprint) else fingerprint), "what": str(what)}
+            try:
+                saved = self.folder.data_records().get(name) if self.mode == "resume" else None
+            except RunFolderError as err:
+                saved, error = None, str(err)
+            if saved is not None and saved.get("fingerprint") != record["fingerprint"]:
+                error = (f"--resume with other training data: the run in {self.out_dir} trained on {saved.get('what')} "
+                         f"(sha256 {str(saved.get('fingerprint'))[:12]}), this invocation loaded {what} (sha256 "
+                         f"{record['fingerprint'][:12]}); restore the run's data or start a new run (--overwrite or "
+                         "another --out-dir)")
+            elif self.mode == "resume" and saved is None and not error:
+                self.acc.print(f"note: {self.out_dir} recorded no fingerprint of its {name} data (a run of an older "
+                               f"nda); recording {what} now")
+        self._agree_or_raise(error, ValueError, "the main process refused the run's data")
+        self._data[name] = record
+        if self._restored and self.is_main:
+            self.folder.record(data={name: record})
 
     def restore(self, **objects: Any) -> int:
         """Start the run with everything built: ``objects`` are what a checkpoint holds (prepared models,
@@ -179,16 +266,29 @@ class Run:
             self.resumed_from = str(folder)
             self.acc.print(f"resumed from {folder} (step {self.step})")
         self.acc.wait_for_everyone()
+        error = ""
         if self.is_main:
-            if self.mode == "overwrite":
-                self.folder.clear()
-            if self.mode == "resume":
-                for dropped in self.checkpointer.drop_after(self.step):
-                    self.acc.print(f"removed {dropped}: newer than the resumed step, an abandoned continuation")
-            write_json(self.out_dir / "config.json", saved_config(cfg))
-        self.acc.wait_for_everyone()
+            try:
+                if self.mode == "overwrite":
+                    kept = self.folder.clear()  # only what a run wrote, and only while the lock is still ours
+                    if kept:
+                        self.acc.print(f"--overwrite kept {', '.join(kept)} in {self.out_dir}: not written by a run")
+                if self.mode == "resume":
+                    self.folder.check_lock()
+                    for dropped in self.checkpointer.drop_after(self.step):
+                        self.acc.print(f"removed {dropped}: newer than the resumed step, an abandoned continuation")
+                write_json(self.out_dir / "config.json", saved_config(cfg))
+                self.folder.record(data=self._data)
+            except RunFolderError as err:
+                error = str(err)
+        self._agree_or_raise(error, RunFolderError, "the main process could not start the run in its folder")
         self.tracker = Tracker(self.out_dir, enabled=self.is_main,
-                               resumed_step=self.step if self.mode == "resume" else None)
+                               resumed_step=self.step if self.mode == "resume" else None,
+                               forward=self.acc.log if self._trackers else None)
+        if self._trackers:
+            init_kwargs = {"tensorboard": {"purge_step": self.step + 1}} if self.mode == "resume" else {}
+            self.acc.init_trackers(self.job, config=tracker_config(cfg), init_kwargs=init_kwargs)
+            self._trackers_started = True
         self._restored = True
         self._t0 = time.time()
         return self.step
@@ -209,7 +309,8 @@ class Run:
     def _check_resumed_config(self) -> None:
         path = self.out_dir / "config.json"
         if not path.is_file():
-            return
+            raise RunFolderError(f"--resume: {path} is missing: the continued run cannot be checked against the "
+                                 "run its checkpoints belong to; refusing (start a new run in another --out-dir)")
         try:
             saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as err:
@@ -317,7 +418,9 @@ class Run:
         """Checkpoint everything given to :meth:`restore`, at the current step (every process calls it)."""
         state = {name: _unwrap(self.acc, obj).state_dict() for name, obj in self._objects.items()}
         state["_loop"] = {"step": self.step, "extra": self.extra, "setup": self._setup()}
-        return self.checkpointer.save(self.step, state)
+        path = self.checkpointer.save(self.step, state)
+        self._record()  # the manifest lists what the run has written so far
+        return path
 
     def write_json(self, name: str, obj: Any) -> Path | None:
         """``<out_dir>/<name>`` written atomically by the main process."""
@@ -332,12 +435,23 @@ class Run:
             "mixed_precision": str(self.acc.mixed_precision), "seconds_this_session": round(self.elapsed_s, 1),
         })
         self.write_json("results.json", out)
+        self._record()
         if self.tracker is not None:
             self.tracker.close()
         self.acc.wait_for_everyone()
         return out
 
     # -------------------------------------------------------------------------------------- helpers
+    def _record(self) -> None:
+        """Refresh the manifest's list of what the run wrote (main process). A failure here is a warning: the
+        checkpoint or results were written, and the next refresh (at the latest when the run closes) retries."""
+        if not self.is_main:
+            return
+        try:
+            self.folder.record()
+        except RunFolderError as err:
+            self.acc.print(f"warning: {err}")
+
     def _agree_or_raise(self, error: str, exc: type[Exception], other_message: str) -> None:
         failed = bool(error)
         if self.world_size > 1:
@@ -353,9 +467,11 @@ def _unwrap(acc: Any, obj: Any) -> Any:
 
 
 def cli(main: Any, prog: str) -> None:
-    """Run a job's ``main()`` from the command line: a user error (bad flag, missing file, refused run folder,
-    bad checkpoint) prints one line ``<prog>: error: ...`` and exits with status 2 instead of a traceback;
-    ``NDA_TRACEBACK=1`` shows the traceback."""
+    """Run a job's ``main()`` from the command line without a raw traceback for what is not a bug: a user error
+    (bad flag, missing file, refused run folder, bad checkpoint) exits with status 2, an environment failure
+    (disk full or another ``OSError``, a safetensors file error, a hub / network error, a model name that
+    ``from_pretrained`` cannot find) with status 1, each as one line ``<prog>: error: ...`` naming the file or
+    the name. ``NDA_TRACEBACK=1`` shows the traceback instead."""
     import sys
 
     from nda.run.checkpoint import CheckpointError
@@ -365,5 +481,65 @@ def cli(main: Any, prog: str) -> None:
     except (ValueError, FileNotFoundError, NotADirectoryError, RunFolderError, CheckpointError) as err:
         if os.environ.get("NDA_TRACEBACK"):
             raise
-        print(f"{prog}: error: {err} (NDA_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(err)} (NDA_TRACEBACK=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
+    except Exception as err:  # noqa: BLE001 - only the kinds _environment_error names; the rest re-raised
+        text = _environment_error(err)
+        if text is None or os.environ.get("NDA_TRACEBACK"):
+            raise
+        print(f"{prog}: error: {text} (NDA_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+# exceptions of these packages are about files or the network, never a bug of the job: one line, not a traceback
+_ENVIRONMENT_MODULES = ("safetensors", "huggingface_hub", "requests", "httpx", "httpx2", "urllib3")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+# what loaders of the ecosystem call the model / repo they load: named in the message when the error does not
+_NAME_VARIABLES = ("pretrained_model_name_or_path", "model_name_or_path", "path_or_repo_id", "repo_id")
+
+
+def _loaded_name(err: BaseException) -> str | None:
+    """The model or repo name a failing ``from_pretrained`` / hub download was given (its frames' locals):
+    transformers' "couldn't find them in the cached files" says neither which model nor which file."""
+    tb = err.__traceback__
+    found = None
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        for var in _NAME_VARIABLES:
+            if isinstance(local.get(var), (str, os.PathLike)):
+                found = found or str(local[var])  # the outermost: what the job asked for
+        tb = tb.tb_next
+    return found
+
+
+def _environment_error(err: BaseException) -> str | None:
+    """The one-line message for an OSError or a file / hub / network error, ``None`` for anything else."""
+    text = _environment_text(err)
+    name = _loaded_name(err) if text is not None else None
+    if name is not None and name not in text:
+        text = f"{name!r}: {text}"
+    return text
+
+
+def _environment_text(err: BaseException) -> str | None:
+    package = type(err).__module__.split(".")[0].lstrip("_")
+    if isinstance(err, OSError):
+        code = errno.errorcode.get(err.errno or 0)
+        names = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        if names and err.strerror:
+            reason = err.strerror + (f" [{code}]" if code else "")
+            if err.errno == errno.ENOSPC:
+                reason += ": free space there or choose another --out-dir"
+            return f"{names}: {reason}"
+        if package in _ENVIRONMENT_MODULES:
+            return f"{type(err).__name__}: {_one_line(err)}"
+        return _one_line(err) + (f" [{code}]" if code else "")
+    if package in _ENVIRONMENT_MODULES or any(c.__module__.split(".")[0].lstrip("_") in _ENVIRONMENT_MODULES
+                                              for c in type(err).__mro__[1:-2]):
+        return f"{type(err).__name__}: {_one_line(err)}"
+    return None

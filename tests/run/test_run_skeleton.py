@@ -94,9 +94,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path):
 
 def test_overwrite_starts_clean_only_after_restore(tmp_path):
     toy_run(tmp_path / "r", steps=4)
-    (tmp_path / "r" / "stray.txt").write_text("old")
+    (tmp_path / "r" / "stray.txt").write_text("mine")  # put there by a user, after the run: not the run's to delete
     toy_run(tmp_path / "r", "--overwrite", "--seed", "1", steps=2)
-    assert not (tmp_path / "r" / "stray.txt").exists()
+    assert (tmp_path / "r" / "stray.txt").read_text() == "mine"
     assert [p.name for p in Checkpointer(tmp_path / "r").completed()] == ["step_00000002"]
     assert json.loads((tmp_path / "r" / "config.json").read_text())["seed"] == 1
 
@@ -410,3 +410,69 @@ def test_a_live_run_is_named_even_for_a_fresh_invocation(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+# ------------------------------------------------------------------------ cli: one line, not a traceback
+def _cli_error(capsys, exc: BaseException, *, name: str | None = None) -> tuple[int, str]:
+    from nda.run import cli
+
+    def main():
+        pretrained_model_name_or_path = name  # noqa: F841 - what from_pretrained calls the model it loads
+        raise exc
+
+    with pytest.raises(SystemExit) as stop:
+        cli(main, "tasks/x.py")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tasks/x.py: error: "), err
+    return stop.value.code, err
+
+
+def test_cli_disk_full_names_the_file(capsys, monkeypatch):
+    import errno
+
+    monkeypatch.delenv("NDA_TRACEBACK", raising=False)
+    code, err = _cli_error(capsys, OSError(errno.ENOSPC, "No space left on device", "runs/x/checkpoints/step_1"))
+    assert code == 1 and "runs/x/checkpoints/step_1: No space left on device [ENOSPC]" in err
+    from nda.run import cli
+
+    def disk_full():
+        raise OSError(errno.ENOSPC, "No space left on device", "f")
+
+    monkeypatch.setenv("NDA_TRACEBACK", "1")  # the traceback on request
+    with pytest.raises(OSError):
+        cli(disk_full, "x")
+    monkeypatch.delenv("NDA_TRACEBACK")
+    with pytest.raises(KeyError):  # a bug keeps its traceback
+        cli(lambda: {}["missing"], "x")
+
+
+class FakeResponse:
+    headers: dict = {}
+    request = None
+
+
+def test_cli_safetensors_and_hub_errors_are_one_line(capsys, monkeypatch):
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+    from safetensors import SafetensorError
+
+    monkeypatch.delenv("NDA_TRACEBACK", raising=False)
+    cases = [(SafetensorError("Error while deserializing header: HeaderTooLarge"), "HeaderTooLarge"),
+             (OfflineModeIsEnabled("Cannot reach https://huggingface.co/api/models/org/m:\n offline mode is enabled."),
+              "OfflineModeIsEnabled: Cannot reach https://huggingface.co/api/models/org/m: offline mode"),
+             (RepositoryNotFoundError("404 Repository Not Found for url: https://huggingface.co/org/m",
+                                      response=FakeResponse()), "RepositoryNotFoundError: 404 Repository Not Found"),
+             (LocalEntryNotFoundError("cannot find the requested files in the disk cache"), "disk cache")]
+    try:
+        import requests
+
+        cases.append((requests.ConnectionError("Max retries exceeded with url: /org/m"), "ConnectionError"))
+    except ImportError:
+        pass
+    for exc, expected in cases:
+        code, err = _cli_error(capsys, exc)
+        assert code != 0 and expected in err, err
+    # transformers' OSError for an unknown model names neither the model nor a file: the cli adds the name
+    code, err = _cli_error(capsys, OSError("We couldn't connect to 'https://huggingface.co' to load the files.\n"
+                                           "Check your internet connection"), name="org/no-such-model")
+    assert code == 1 and "'org/no-such-model': We couldn't connect" in err
+
