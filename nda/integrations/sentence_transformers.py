@@ -305,8 +305,9 @@ class NDASuiteEvaluator(SentenceEvaluator):
         def encode(texts: list[str]) -> Tensor:
             return model.encode(texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=False)
 
-        emb = embed_suite(self.suite, encode, batch_size=self.batch_size, progress=False)
-        scores, _ = score_suite(self.suite, emb, self.probe_kwargs)
+        who = self.name or "the model under training"
+        emb = embed_suite(self.suite, encode, batch_size=self.batch_size, progress=False, model=who)
+        scores, _ = score_suite(self.suite, emb, self.probe_kwargs, model=who)
         metrics = flatten_suite_metrics(scores)
         primary = self._primary or ("STS avg" if "STS avg" in metrics else next(iter(metrics)))
         if primary not in metrics:
