@@ -50,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -137,20 +138,24 @@ def _sha256(t: torch.Tensor) -> str:
     return hashlib.sha256(head + raw).hexdigest()
 
 
-def _positions(numel: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=None)
+def _positions(numel: int) -> np.ndarray:
     """Fixed element positions kept in a record (a seeded integer draw: the same on every CPU)."""
     if numel <= _MAX_FULL:
-        return torch.arange(numel)
-    return torch.randperm(numel, generator=torch.Generator().manual_seed(0))[:_SAMPLES].sort().values
+        return np.arange(numel)
+    return torch.randperm(numel, generator=torch.Generator().manual_seed(0))[:_SAMPLES].sort().values.numpy()
 
 
-def _weights(numel: int) -> torch.Tensor:
+@functools.lru_cache(maxsize=None)
+def _weights(numel: int) -> np.ndarray:
     """``(_PROJECTIONS, numel)`` float64 weights in [-1, 1) (mt19937 bits / 2**53: the same on every CPU)."""
-    return torch.rand(_PROJECTIONS, numel, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    g = torch.Generator().manual_seed(1)
+    return (torch.rand(_PROJECTIONS, numel, dtype=torch.float64, generator=g) * 2 - 1).numpy()
 
 
 def record(t: torch.Tensor) -> dict:
-    """What the fixture keeps of one tensor: exact for integers, values and statistics for the rest."""
+    """What the fixture keeps of one tensor: exact for integers, values and statistics for the rest
+    (computed in float64 numpy: single-threaded, so a busy machine's thread pool does not slow it down)."""
     t = t.detach().contiguous().cpu()
     rec: dict = {"dtype": str(t.dtype)[6:], "shape": list(t.shape)}
     if not (t.dtype.is_floating_point or t.dtype == torch.uint8) or t.numel() == 0:
@@ -158,12 +163,12 @@ def record(t: torch.Tensor) -> dict:
         return rec
     if t.dtype == torch.uint8:
         rec["sha256"] = _sha256(t)
-    flat = t.reshape(-1).double()
-    r9 = lambda v: float(f"{v:.12g}")  # noqa: E731 - float64 statistics, shortened (far below any tolerance)
-    rec["scale"] = r9(flat.abs().max().item())
-    rec["min"], rec["max"], rec["mean"] = r9(flat.min().item()), r9(flat.max().item()), r9(flat.mean().item())
-    rec["proj"] = [r9(v) for v in (_weights(flat.numel()) @ flat / flat.numel()).tolist()]
-    rec["values"] = [float(f"{v:.9g}") for v in flat[_positions(flat.numel())].tolist()]  # 9 digits: exact float32
+    flat = t.reshape(-1).double().numpy()
+    r12 = lambda v: float(f"{v:.12g}")  # noqa: E731 - float64 statistics, shortened (far below any tolerance)
+    rec["scale"] = r12(np.abs(flat).max())
+    rec["min"], rec["max"], rec["mean"] = r12(flat.min()), r12(flat.max()), r12(flat.mean())
+    rec["proj"] = [r12(v) for v in (_weights(flat.size) @ flat / flat.size).tolist()]
+    rec["values"] = [float(f"{v:.9g}") for v in flat[_positions(flat.size)].tolist()]  # 9 digits: exact float32
     return rec
 
 
