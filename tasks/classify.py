@@ -174,14 +174,14 @@ class CachedEncoder:
 
         self.model = load_sentence_model(cfg.model, max_length=cfg.max_length)
         self.cache = EmbeddingCache(Path(cfg.cache_dir or default_cache_dir()) / "embeddings")
-        self.batch_size, self.progress = cfg.eval_batch_size, cfg.progress
+        self.batch_size, self.progress, self.name = cfg.eval_batch_size, cfg.progress, cfg.model
 
     def __call__(self, texts: list[str]):
         from nda.metrics.sentence_eval import encode_texts
 
         emb = self.cache.load(self.model.identity, texts)
         if emb is None:
-            emb = encode_texts(self.model.encode, texts, self.batch_size, progress=self.progress)
+            emb = encode_texts(self.model.encode, texts, self.batch_size, progress=self.progress, model=self.name)
             self.cache.save(self.model.identity, texts, emb)
         return emb.numpy()
 

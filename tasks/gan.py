@@ -289,9 +289,9 @@ def evaluate(cfg: GANConfig, run: Run, g_model, ref) -> dict:
         try:
             extractor = extractors.get_extractor(cfg.extractor, device=run.device, cache_dir=cfg.cache_dir)
             stats = reference_stats(extractor, ref.images, split=cfg.eval_split, dataset=ref.name,
-                                    cache_dir=cfg.cache_dir, device=run.device)
+                                    cache_dir=cfg.cache_dir, device=run.device, progress=cfg.progress)
             result = fid_kid(extractor, sampler, stats, cfg.eval_samples, run.device, reference_name=ref.name,
-                             kid_subsets=50, generator_name="EMA generator")
+                             kid_subsets=50, generator_name="EMA generator", progress=cfg.progress)
         except (FileNotFoundError, RuntimeError) as err:  # weights gone since validation: keep the run's results
             run.acc.print(f"FID/KID skipped: {err}")
             result = {"fid_error": str(err)}

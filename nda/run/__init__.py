@@ -20,7 +20,7 @@ otherwise be re-invented, subtly differently, in each job:
   (checkpoints, agreed time limit) -> finish; :func:`cli` turns user and environment errors into one line.
 """
 
-from nda.run.artifacts import load_model, save_model
+from nda.run.artifacts import ModelFolderError, load_model, save_model
 from nda.run.checkpoint import CheckpointError, Checkpointer
 from nda.run.config import RunConfig, parse_config
 from nda.run.folder import RunFolder, RunFolderError
@@ -41,6 +41,7 @@ __all__ = [
     "Tracker",
     "save_model",
     "load_model",
+    "ModelFolderError",
     "Run",
     "data_fingerprint",
     "make_accelerator",

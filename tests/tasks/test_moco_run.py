@@ -164,7 +164,7 @@ def test_folder_rules_through_the_cli(env):
     assert [r["step"] for r in _rows(run)] == ["1", "2"]  # a finished run resumed adds no rows
     (run / "stray.txt").write_text("old")
     moco_task.main([*ONE, "--out-dir", str(run), "--overwrite", "--seed", "1", "--steps", "1", "--final-eval", "false"])
-    assert not (run / "stray.txt").exists()
+    assert (run / "stray.txt").read_text() == "old"  # a file the user put there is not the run's: kept
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001"]
     assert json.loads((run / "config.json").read_text())["seed"] == 1 and [r["step"] for r in _rows(run)] == ["1"]
 
