@@ -87,16 +87,21 @@ class CacheWriteError(OSError):
     Why: a bare ``[Errno 28] No space left on device`` from a ``pwrite`` deep in a build names no file and
     no remedy; the caller (or ``cli()``) can print this one as it is."""
 
-    def __init__(self, err: OSError, path: str | os.PathLike, what: str = "cache file") -> None:
-        reason = err.strerror or str(err)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            hint = ("no space left on the device" if err.errno == errno.ENOSPC else "disk quota exceeded") + \
-                f" while writing the {what} {os.fspath(path)}: free space (the partial cache resumes) or pass " \
-                f"cache_dir= / set NDA_CACHE to a larger disk"
+    def __init__(self, code: int | None, message: str, filename: str) -> None:
+        super().__init__(code, message, filename)
+        self.message = message
+
+    @classmethod
+    def from_error(cls, err: OSError, path: str | os.PathLike, what: str = "cache file") -> CacheWriteError:
+        """The one-line error for ``err`` raised while writing ``path`` (a ``what``)."""
+        where = os.fspath(path)
+        if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            full = "no space left on the device" if err.errno == errno.ENOSPC else "disk quota exceeded"
+            message = (f"{full} while writing the {what} {where}: free space and load again (a content-keyed build "
+                       f"resumes where it stopped), or pass cache_dir= / set NDA_CACHE to a larger disk")
         else:
-            hint = f"cannot write the {what} {os.fspath(path)}: {reason}"
-        super().__init__(err.errno, hint, os.fspath(path))
-        self.message = hint
+            message = f"cannot write the {what} {where}: {err.strerror or err}"
+        return cls(err.errno, message, where)
 
     def __str__(self) -> str:
         return self.message
@@ -110,7 +115,7 @@ def writing(path: str | os.PathLike, what: str = "cache file") -> Iterator[None]
     except CacheWriteError:
         raise
     except OSError as err:
-        raise CacheWriteError(err, err.filename if isinstance(err.filename, str) else path, what) from err
+        raise CacheWriteError.from_error(err, err.filename if isinstance(err.filename, str) else path, what) from err
 
 
 def atomic_write_text(path: Path, text: str) -> None:

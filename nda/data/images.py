@@ -359,8 +359,8 @@ def _cached(base: Path, key: str, make_plan: Callable[[], _Plan]) -> Path | Imag
         if err.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
             if isinstance(err, CacheWriteError):
                 raise
-            raise CacheWriteError(err, err.filename if isinstance(err.filename, str) else base, "image cache file"
-                                  ) from err
+            raise CacheWriteError.from_error(err, err.filename if isinstance(err.filename, str) else base,
+                                             "image cache file") from err
         log.warning("the image cache folder %s is not writable (%s): decoding into RAM", base.parent, err.strerror)
         plan = make_plan()
         ram = _RamArray(plan.n, plan.chw)

@@ -450,7 +450,7 @@ def test_disk_full_is_a_clear_error_and_the_build_resumes(tmp_path, monkeypatch)
         return real(self, rows, values)
 
     monkeypatch.setattr(cache_mod.ResumableArray, "write", fills_up)
-    with pytest.raises(OSError, match=r"no space left .*partial cache resumes"):
+    with pytest.raises(OSError, match=r"no space left .*build resumes where it stopped"):
         load_images(tmp_path / "d", cache_dir=tmp_path / "c")
     monkeypatch.undo()
     counted = _count_decodes(monkeypatch)

@@ -11,6 +11,7 @@ import errno
 import io
 import logging
 import os
+import pickle
 import tarfile
 
 import numpy as np
@@ -271,6 +272,8 @@ def test_write_error_during_a_build_names_the_file(tmp_path, monkeypatch, code):
     assert err.filename in str(err) and isinstance(err, OSError)
     if code == errno.ENOSPC:
         assert "no space left" in str(err) and "NDA_CACHE" in str(err)
+    again = pickle.loads(pickle.dumps(err))  # crosses process boundaries intact
+    assert type(again) is CacheWriteError and (again.errno, again.filename, str(again)) == (code, err.filename, str(err))
 
 
 def test_hf_dataset_channel_count_is_the_majority(tmp_path):
