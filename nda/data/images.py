@@ -34,8 +34,9 @@ Sources accepted by :func:`load_images`:
 Pixels are loaded as they are (:func:`to_8bit`): 16-bit levels (``I;16``, ``I``) rescaled by 255/65535,
 float (``F``) in [0, 1] scaled by 255 or in [0, 255] rounded, alpha composited over black, palette /
 ``CMYK`` / ``1`` converted to RGB / gray. The channel count is ``channels=`` or else the majority of the
-files' own (a tie is 3; read from the headers, for Hugging Face ``Image`` columns too); each converted
-file is counted in one log warning per build.
+files' own (a tie is 3), the size ``image_size=`` or else the most common one (others resized, logged);
+both read from the headers, for Hugging Face ``Image`` columns too. Each converted file is counted in one
+log warning per build.
 - ``"hf:<name>"`` (or a name that is not an existing path): ``datasets.load_dataset(name, split=split)``,
   or a ``datasets.Dataset`` object, with the image and label columns auto-detected. Keyed on the dataset's
   content fingerprint; if the hub is unreachable, the last complete cache for that name/split is used.
@@ -547,6 +548,22 @@ def _vote_channels(votes: Sequence[int], channels: int | None, name: str) -> int
     return chosen
 
 
+def _vote_size(sizes: Sequence[tuple[int, int]], image_size: int | None, name: str) -> tuple[int, int]:
+    """``(image_size, image_size)`` if given, else the most common ``(width, height)`` (a tie: the first
+    file's). Files of another size are resized to it (bilinear), and that is logged, never silent."""
+    if image_size is not None:
+        return (image_size, image_size)
+    counts: dict[tuple[int, int], int] = {}
+    for size in sizes:
+        counts[tuple(size)] = counts.get(tuple(size), 0) + 1
+    chosen = max(counts, key=lambda k: counts[k])  # dicts keep first-seen order: a tie is the first file's
+    other = len(sizes) - counts[chosen]
+    if other:
+        log.warning("%s: %d of %d images are not %dx%d (the most common size): resized to it (bilinear); pass "
+                    "image_size= to choose", name, other, len(sizes), chosen[0], chosen[1])
+    return chosen
+
+
 class _Decoder:
     """Decodes chunks of images in a thread pool (PIL releases the GIL) into ``(n, C, H, W)`` uint8, and
     counts every file that needed a conversion (logged once by :meth:`close`)."""
@@ -768,7 +785,7 @@ def _folder_entry(folder: Path, split: str, image_size: int | None, channels: in
         with ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) * 2)) as pool:
             probes = list(pool.map(lambda rel: _probe(folder / rel, where(rel)), files))
         c = _vote_channels([p[0] for p in probes], channels, name)
-        size = (image_size, image_size) if image_size is not None else probes[0][1]
+        size = _vote_size([p[1] for p in probes], image_size, name)
         dec = _Decoder(c, size, name)
 
         def produce(writer: ResumableArray | _RamArray) -> None:
@@ -838,7 +855,7 @@ def _tar_entry(path: Path, split: str, image_size: int | None, channels: int | N
         probes = [listing.probes.get(m) or _probe(_read_member(path, m), f"{path}:{m}") for m in source[:1]] + \
             [listing.probes[m] for m in source[1:] if m in listing.probes]
         c = _vote_channels([p[0] for p in probes], channels, name)
-        size = (image_size, image_size) if image_size is not None else probes[0][1]
+        size = _vote_size([p[1] for p in probes], image_size, name)
         dec = _Decoder(c, size, name)
         total = len(rows_of)  # regular members to read, in stream order (each may fill several rows: links)
 
@@ -1010,9 +1027,9 @@ def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, cha
         if n == 0:
             raise ValueError(f"the dataset {shown} has no rows")
         first = _hf_image(ds[0][image_col], f"{shown}[0]")
-        c = channels if channels is not None else _vote_channels(_hf_votes(ds, image_col, shown, first), None, shown)
-        size = (image_size, image_size) if image_size is not None else tuple(getattr(first, "size", None) or
-                                                                          np.asarray(first).shape[1::-1])
+        probes = _hf_probes(ds, image_col, shown, first)
+        c = _vote_channels([p[0] for p in probes], channels, shown)
+        size = _vote_size([p[1] for p in probes], image_size, shown)
         dec = _Decoder(c, size, shown)
         labels = _hf_column(ds, label_col) if label_col else np.full(n, -1, np.int64)
 
@@ -1040,21 +1057,22 @@ def _hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, cha
     return base
 
 
-def _hf_votes(ds: Any, image_col: str, shown: str, first: Any) -> list[int]:
-    """Each row's own channel count, read from the encoded image headers (``Image(decode=False)``: no pixel
-    decode); a column of arrays (no encoded headers) votes with its first row."""
+def _hf_probes(ds: Any, image_col: str, shown: str, first: Any) -> list[tuple[int, tuple[int, int]]]:
+    """Each row's own ``(channels, size)``, read from the encoded image headers (``Image(decode=False)``: no
+    pixel decode); a column of arrays (no encoded headers) is represented by its first row."""
     feature = ds.features[image_col]
     if type(feature).__name__ != "Image":
-        return [image_channels(first)]
+        size = getattr(first, "size", None) or np.asarray(first).shape[1::-1]
+        return [(image_channels(first), tuple(size))]
     cells = ds.select_columns([image_col]).cast_column(image_col, type(feature)(decode=False))
-    votes: list[int] = []
+    probes: list[tuple[int, tuple[int, int]]] = []
     for a in range(0, len(cells), 4096):
         for i, cell in enumerate(cells[a:a + 4096][image_col], start=a):
             src = cell.get("bytes") or (Path(cell["path"]) if cell.get("path") else None)
             if src is None:
                 raise ValueError(f"image cell {shown}[{i}] has neither bytes nor a path")
-            votes.append(_probe(src, f"{shown}[{i}]")[0])
-    return votes
+            probes.append(_probe(src, f"{shown}[{i}]"))
+    return probes
 
 
 def _hf_image(value: Any, where: str) -> Any:

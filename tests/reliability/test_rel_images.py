@@ -142,6 +142,17 @@ def test_channel_count_is_the_majority_not_the_first_file(tmp_path, caplog):
     assert _load(tmp_path / "g", tmp_path).channels == 1
 
 
+def test_image_size_is_the_most_common_one_and_a_resize_is_logged(tmp_path, caplog):
+    (tmp_path / "d").mkdir()
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "d" / "0_odd.png")  # sorted first
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 50 * i, np.uint8)).save(tmp_path / "d" / f"1_{i}.png")
+    with caplog.at_level(logging.WARNING, logger="nda.data"):
+        data = _load(tmp_path / "d", tmp_path)
+    assert data.images.shape == (4, 3, 8, 8)  # the first file's 10x12 used to decide
+    assert "1 of 4 images are not 8x8" in " ".join(r.getMessage() for r in caplog.records)
+
+
 # -------------------------------------------------------------------------------------------- tarballs
 def _png(value: int) -> bytes:
     buf = io.BytesIO()
