@@ -170,7 +170,7 @@ def test_supervised_triples(data, tmp_path):
     triples = [f"{a}\t{a.lower()}\t{b}" for a, b in zip(TRAIN, TRAIN[1:] + TRAIN[:1])]
     (tmp_path / "nli.tsv").write_text("\n".join(triples) + "\n")
     args = _args(data, tmp_path / "sup", "--mode", "sup", "--nda", "counterfactual", "--steps", "2", "--sts-data", "none",
-                 "--save-model", "false")
+                 "--save-model", "false", "--overlap-guard", "none")  # hermetic: no shared data
     args[args.index("--train-file") + 1] = str(tmp_path / "nli.tsv")
     _main(args)
     assert float(_rows(tmp_path / "sup")[-1]["logits_per_anchor"]) == 4 + 4 + 4  # positives + hard negatives + NDA
