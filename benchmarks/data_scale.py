@@ -270,7 +270,7 @@ def make_image_cache(base: Path, n: int) -> None:
             yield np.frombuffer(rng.bytes(k * row), np.uint8).reshape(k, *IMAGE_SHAPE)
 
     build_image_cache(base, chunks, n, IMAGE_SHAPE, labels=np.arange(n) % 10, classes=[str(i) for i in range(10)],
-                      name=f"synthetic-{n}")
+                      name=f"synthetic-{n}", key=f"data_scale-v1-{n}-{IMAGE_SHAPE}")
 
 
 def make_png_folder(root: Path, n: int) -> None:
