@@ -17,7 +17,7 @@ pairs+contra    + the NLI contradictions of the same premise as hard negatives
 +double flip    ``+cf column`` + antonym-then-negation double flips of the anchor as extra positives
                 (weight ``--dp-weight``, only next to the row's single flip)
 +shuffle        pairs+contra + ``token_shuffle`` negatives of the positive, down-weighted (w = ``--shuffle-weight``)
-unsup wiki      unsupervised SimCSE on ``wiki/wiki1m_head.txt`` (reference)
+unsup wiki      unsupervised SimCSE on ``wiki/wiki1m_head.txt`` (reference; SimCSE's lr 3e-5, same steps x batch)
 ==============  ================================================================================================
 
     python scripts/evidence_sentence_sup.py                                     # the full run (hours on 2 CPUs)
@@ -152,7 +152,8 @@ def summarise(args: argparse.Namespace, evaluated: dict, runs: dict[str, list[Pa
     headline = ["STS avg", "STS-B spearman", "SICK-R spearman", "CANNOT auroc", "CANNOT mean_cos_label0",
                 "CANNOT mean_cos_label1", "SICK-EC auroc", "PAWS auroc", "CAD new_dev_acc"]
     present = [c for c in headline if any(c in r["metrics"] for r in rows)]
-    lines = [f"Supervised pairs + NDA on {args.model} (CPU): {args.steps} steps x {args.batch_size} rows per arm and "
+    name = "all-MiniLM-L6-v2" if args.model == "default" else args.model
+    lines = [f"Supervised pairs + NDA on {name} (CPU): {args.steps} steps x {args.batch_size} rows per arm and "
              f"seed, lr {args.lr}, temperature {args.temperature}, max_length {args.max_length}, seeds "
              f"{','.join(map(str, args.seed_list))}; mean +- sd over seeds (x100; floor: one untouched model).", "",
              "| arm | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
