@@ -16,20 +16,7 @@ import torch
 
 from nda.run import Run, RunConfig, RunFolderError, parse_config
 from nda.run.folder import MANIFEST_NAME
-
-
-class OneProcess:
-    is_main_process, process_index, num_processes = True, 0, 1
-    device, scaler, mixed_precision = torch.device("cpu"), None, "no"
-
-    def wait_for_everyone(self):
-        pass
-
-    def unwrap_model(self, m):
-        return m
-
-    def print(self, *a):
-        print(*a)
+from nda.run.testing import OneProcessAccelerator as OneProcess
 
 
 @dataclass

@@ -16,29 +16,11 @@ import torch
 from nda.run import (CheckpointError, Checkpointer, Run, RunConfig, RunFolder, RunFolderError, Tracker,
                      derive_seed, load_model, parse_config, save_model)
 from nda.run.checkpoint import pack_state, read_state, unpack_state, write_state
+from nda.run.testing import OneProcessAccelerator
 
 
-class FakeAccelerator:
+class FakeAccelerator(OneProcessAccelerator):
     """The few Accelerator members Run uses, for one process."""
-
-    is_main_process = True
-    process_index = 0
-    num_processes = 1
-    device = torch.device("cpu")
-    scaler = None
-    mixed_precision = "no"
-
-    def wait_for_everyone(self):
-        pass
-
-    def unwrap_model(self, m):
-        return m
-
-    def print(self, *a):
-        print(*a)
-
-    def reduce(self, t, reduction="mean"):
-        return t
 
 
 @dataclass
