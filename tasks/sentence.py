@@ -43,7 +43,6 @@ Two CPU processes: ``accelerate launch --multi_gpu --num_processes 2 tasks/sente
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,12 +114,6 @@ class SentenceConfig(RunConfig):
     # the LR decays to 0 at --steps, so --steps is a training flag here (a longer resumed run is another run)
     resume_may_change = (RunConfig.resume_may_change - {"steps"}) | {
         "sts_data", "eval_every", "eval_at_start", "eval_batch_size", "save_model"}
-
-
-def names_a_test_split(path: str) -> bool:
-    """Whether a file or its folder is named as a test split (``sts-test.csv``, ``STS16-en-test/...``)."""
-    p = Path(path)
-    return "test" in re.split(r"[^a-z0-9]+", p.name.lower()) or re.split(r"[^a-z0-9]+", p.parent.name.lower())[-1] == "test"
 
 
 def validate(cfg: SentenceConfig) -> SentenceConfig:

@@ -28,7 +28,7 @@ Test splits are refused (a file or folder named ``test``), except SNLI's. Rows a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,7 +224,3 @@ def load_pair_source(source: PairSource, min_score: float = 4.0) -> PairSet:
              "with_hard_negative": sum(1 for r in rows if r[2])}
     return PairSet(source, rows, stats)
 
-
-def concat_rows(sets: Iterable[PairSet]) -> list[tuple[str, str, str]]:
-    """All rows of ``sets`` in order (one mixed corpus; batches sample it uniformly)."""
-    return [row for s in sets for row in s.rows]
