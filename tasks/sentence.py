@@ -50,7 +50,7 @@ import torch
 
 import nda
 from nda.data.pairs import names_a_test_split
-from nda.run import Run, RunConfig, cli, make_accelerator, parse_config
+from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.run.schedule import set_lr, warmup_lr
 
@@ -357,6 +357,21 @@ def make_criterion(cfg: SentenceConfig):
                             margin_weight=cfg.nda_lambda, alpha=cfg.margin_alpha, beta=cfg.margin_beta)
 
 
+def corpus_fingerprint(corpus, chunk: int = 65536) -> str:
+    """Content hash of every training row, read in chunks so a corpus larger than RAM is never one list."""
+    return data_fingerprint(*[data_fingerprint(corpus[a:a + chunk]) for a in range(0, len(corpus), chunk)])
+
+
+def model_card(cfg: SentenceConfig) -> dict:
+    """What trained the saved encoder, for its sentence-transformers model card."""
+    import dataclasses
+
+    how = "none" if cfg.nda == "none" else f"{cfg.nda} ({cfg.nda_loss}, from the {cfg.nda_source})"
+    objective = f"{'supervised pairs' if cfg.mode == 'sup' else 'unsupervised SimCSE'} InfoNCE; NDA negatives: {how}"
+    run_control = RunConfig.resume_may_change | {"cpu", "mixed_precision"}
+    return {"objective": objective, **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in run_control}}
+
+
 # ------------------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> dict:
     cfg = validate(parse_config(SentenceConfig, argv))
@@ -373,6 +388,7 @@ def main(argv: list[str] | None = None) -> dict:
         sts = load_eval(cfg)
         guard = build_guard(cfg, sts) if cfg.mode == "sup" else None
         corpus = load_corpus(cfg, guard)
+        run.bind_data(lambda: corpus_fingerprint(corpus), f"{corpus.name} ({len(corpus)} rows)")
         torch.manual_seed(cfg.seed)
         encoder = SentenceEncoder.from_pretrained(cfg.model, pooling=None if cfg.pooling == "auto" else cfg.pooling,
                                                   max_length=cfg.max_length)
@@ -388,7 +404,8 @@ def main(argv: list[str] | None = None) -> dict:
             if not (sts and run.is_main):
                 return {}
             with acc.autocast():
-                return {f"sts_{s}_spearman": sts_spearman(encoder, sts[s], batch_size=cfg.eval_batch_size) for s in splits}
+                return {f"sts_{s}_spearman": sts_spearman(encoder, sts[s], batch_size=cfg.eval_batch_size, name=str(run.out_dir))
+                        for s in splits}
 
         results: dict = {"train_rows": len(corpus), "train_data": {"name": corpus.name, **corpus.stats},
                          "overlap_guard": overlap_record(cfg, corpus, guard), "symmetric": symmetric(cfg),
@@ -435,7 +452,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not run.stopped_early:  # a resumed finished run lands here again: same values, same (merged) row
             results["final"] = run.log(evaluate(("dev", "test")))
             if cfg.save_model and run.is_main:
-                encoder.save_pretrained(run.out_dir / "model")
+                encoder.save_pretrained(run.out_dir / "model", card=model_card(cfg))
         results.update({"model_dir": str(run.out_dir / "model") if cfg.save_model else None,
                         "eval": {"data": {s: d.source for s, d in sts.items()},
                                  "metric": "Spearman x100 of cosine similarity vs gold scores (STS-B)"}})

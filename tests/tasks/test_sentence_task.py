@@ -85,6 +85,18 @@ def test_task_trains_evaluates_and_saves_a_sentence_transformers_model(data, tmp
 
     st = SentenceTransformer(str(run / "model"), device="cpu")  # the final model is a sentence-transformers folder
     assert sts_spearman(st, load_sts(data, "test")) == pytest.approx(results["final"]["sts_test_spearman"], abs=1e-6)
+    card = (run / "model" / "README.md").read_text()  # the model card says what trained it
+    assert "NDA negatives: token_shuffle|counterfactual (column, from the anchor)" in card
+
+
+def test_resume_refuses_changed_training_data(data, tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text((data / "train.txt").read_text())
+    args = [*_args(data, tmp_path / "run", "--steps", "2", "--checkpoint-every", "1"), "--train-file", str(train)]
+    _main(args)
+    train.write_text(train.read_text() + "A new sentence nobody trained on.\n")
+    with pytest.raises(ValueError, match="other training data"):
+        _main([*args, "--resume"])
 
 
 @pytest.mark.parametrize("flags,expect_margin", [
