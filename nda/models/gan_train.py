@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nda.data.images import to_float, to_uint8
 from nda.objectives import DiscriminatorNegativeLoss, generator_loss
+from nda.vision.pixels import to_float, to_uint8
 
 __all__ = ["sample_noise", "augment_images", "discriminator_step", "generator_step"]
 

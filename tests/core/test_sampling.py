@@ -169,3 +169,20 @@ def test_categorical_rejects_non_finite_weights(bad):
     """Regression: NaN/inf weights were accepted and always picked the last index."""
     with pytest.raises(ValueError, match="finite"):
         sampling.categorical(torch.tensor(bad), 5)
+
+
+def test_distributions_live_in_their_own_module_and_old_names_still_resolve():
+    """Issue 20 item 4: gamma/beta/categorical moved to nda.distributions (importable first, no import cycle);
+    ``nda.sampling.beta`` and ``from nda.sampling import beta`` still give the same functions."""
+    import subprocess
+    import sys
+
+    from nda import distributions
+    from nda.sampling import beta, categorical, gamma
+
+    assert (beta, gamma, categorical) == (distributions.beta, distributions.gamma, distributions.categorical)
+    assert not hasattr(sampling, "_mt_accept") and not hasattr(sampling, "_BetaSide")  # the numerics moved too
+    with pytest.raises(AttributeError, match="no attribute 'poisson'"):
+        sampling.poisson  # noqa: B018
+    code = "import nda.distributions as d, nda.sampling as s; assert s.beta is d.beta"
+    subprocess.run([sys.executable, "-c", code], check=True)  # nda.distributions imported first: no cycle

@@ -14,7 +14,10 @@ import torch
 from PIL import Image
 
 import nda.data.cache as cache_mod
-import nda.data.images as images_mod
+import nda.data.image_cache as image_cache
+import nda.data.image_decode as image_decode
+import nda.data.image_sources as image_sources
+import nda.data.image_tar as image_tar
 from nda.data.images import ImageData, build_image_cache, load_images, open_image_cache
 from nda.run import batch_indices
 
@@ -34,15 +37,21 @@ def _folder(root, n_per_class=7, classes=("cat", "dog", "emu"), size=(10, 12), f
     return pixels
 
 
+def _patch_open_image(monkeypatch, fn):
+    """Replace the file decode where the folder and tar sources call it."""
+    for module in (image_sources, image_tar):
+        monkeypatch.setattr(module, "open_image", fn)
+
+
 def _count_decodes(monkeypatch):
     calls = {"n": 0}
-    real = images_mod._open_image
+    real = image_decode.open_image
 
     def counting(src, where):
         calls["n"] += 1
         return real(src, where)
 
-    monkeypatch.setattr(images_mod, "_open_image", counting)
+    _patch_open_image(monkeypatch, counting)
     return calls
 
 
@@ -140,14 +149,14 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, damage, caplog):
         with pytest.raises(ValueError, match="image cache"):
             open_image_cache(base)
     calls = {"n": 0}
-    real = images_mod._open_image
+    real = image_decode.open_image
 
     def counting(src, where):
         calls["n"] += 1
         return real(src, where)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(images_mod, "_open_image", counting)
+        _patch_open_image(mp, counting)
         rebuilt = load_images(tmp_path / "d", cache_dir=tmp_path / "c", in_memory=False)
     assert calls["n"] == 21  # decoded again (headers are probed without a decode), never read as data
     assert torch.equal(rebuilt.images, good)
@@ -156,8 +165,8 @@ def test_damaged_cache_is_detected_and_rebuilt(tmp_path, damage, caplog):
 
 def test_interrupted_build_resumes_and_partial_file_is_never_data(tmp_path, monkeypatch):
     pixels = _folder(tmp_path / "d")
-    monkeypatch.setattr(images_mod, "CHUNK_BYTES", 5 * 360)  # 5 images per chunk: commits after 5, 10, ...
-    real = images_mod._open_image
+    monkeypatch.setattr(image_decode, "CHUNK_BYTES", 5 * 360)  # 5 images per chunk: commits after 5, 10, ...
+    real = image_decode.open_image
     calls = {"n": 0}
 
     class Interrupted(Exception):
@@ -169,7 +178,7 @@ def test_interrupted_build_resumes_and_partial_file_is_never_data(tmp_path, monk
             raise Interrupted
         return real(src, where)
 
-    monkeypatch.setattr(images_mod, "_open_image", dies_at_13)
+    _patch_open_image(monkeypatch, dies_at_13)
     with pytest.raises(Interrupted):
         load_images(tmp_path / "d", cache_dir=tmp_path / "c")
     arrays = tmp_path / "c" / "arrays"
@@ -193,8 +202,8 @@ def test_tarball_build_resumes_in_stream_order(tmp_path, monkeypatch):
         for path in sorted((tmp_path / "d").rglob("*"), reverse=True):
             fh.add(path, arcname=str(path.relative_to(tmp_path)), recursive=False)
     reference = load_images(tmp_path / "d", cache_dir=tmp_path / "ref").images
-    monkeypatch.setattr(images_mod, "CHUNK_BYTES", 4 * 360)
-    real = images_mod._open_image
+    monkeypatch.setattr(image_decode, "CHUNK_BYTES", 4 * 360)
+    real = image_decode.open_image
     calls = {"n": 0}
 
     def dies(src, where):
@@ -203,7 +212,7 @@ def test_tarball_build_resumes_in_stream_order(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(src, where)
 
-    monkeypatch.setattr(images_mod, "_open_image", dies)
+    _patch_open_image(monkeypatch, dies)
     with pytest.raises(KeyboardInterrupt):
         load_images(tar, cache_dir=tmp_path / "c")
     counted = _count_decodes(monkeypatch)
@@ -214,8 +223,8 @@ def test_tarball_build_resumes_in_stream_order(tmp_path, monkeypatch):
 
 def test_progress_record_without_its_data_restarts(tmp_path, monkeypatch):
     _folder(tmp_path / "d")
-    monkeypatch.setattr(images_mod, "CHUNK_BYTES", 5 * 360)
-    real = images_mod._open_image
+    monkeypatch.setattr(image_decode, "CHUNK_BYTES", 5 * 360)
+    real = image_decode.open_image
     state = {"n": 0}
 
     def dies(src, where):
@@ -224,7 +233,7 @@ def test_progress_record_without_its_data_restarts(tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real(src, where)
 
-    monkeypatch.setattr(images_mod, "_open_image", dies)
+    _patch_open_image(monkeypatch, dies)
     with pytest.raises(RuntimeError):
         load_images(tmp_path / "d", cache_dir=tmp_path / "c")
     (part,) = (tmp_path / "c" / "arrays").glob("*.images.npy.part")
@@ -348,13 +357,13 @@ def test_hf_dataset_goes_through_the_same_cache(tmp_path, monkeypatch):
     assert torch.equal(data.images, torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
     assert len(list((tmp_path / "c" / "arrays").glob("*.images.npy"))) == 1
     calls = {"n": 0}
-    real = images_mod._decode_one
+    real = image_decode._decode_one
 
     def counting(*args):
         calls["n"] += 1
         return real(*args)
 
-    monkeypatch.setattr(images_mod, "_decode_one", counting)  # HF cells arrive decoded: count the conversions
+    monkeypatch.setattr(image_decode, "_decode_one", counting)  # HF cells arrive decoded: count the conversions
     again = load_images(ds.select(range(10)), "train", cache_dir=tmp_path / "c", image_size=8)
     assert calls["n"] == 10 and torch.equal(again.images, data.images)  # another fingerprint: decoded again
     calls["n"] = 0
@@ -428,7 +437,7 @@ def test_unwritable_cache_decodes_into_ram(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, "Read-only file system", str(path))
         yield
 
-    monkeypatch.setattr(images_mod, "file_lock", read_only)
+    monkeypatch.setattr(image_cache, "file_lock", read_only)
     data = load_images(tmp_path / "d", cache_dir=tmp_path / "c")
     assert data.in_memory and len(data) == 6 and not list((tmp_path / "c").rglob("*.npy"))
     monkeypatch.undo()
@@ -439,7 +448,7 @@ def test_disk_full_is_a_clear_error_and_the_build_resumes(tmp_path, monkeypatch)
     import errno
 
     _folder(tmp_path / "d")
-    monkeypatch.setattr(images_mod, "CHUNK_BYTES", 5 * 360)
+    monkeypatch.setattr(image_decode, "CHUNK_BYTES", 5 * 360)
     real = cache_mod.ResumableArray.write
     calls = {"n": 0}
 
@@ -466,3 +475,21 @@ def test_in_ram_image_data_still_constructs_directly():
         ImageData(x.float(), torch.arange(4), [], "bad")
     with pytest.raises(ValueError, match="labels"):
         ImageData(x, torch.arange(3), [], "bad")
+
+
+def test_images_is_a_small_entry_that_reexports_its_parts():
+    """Issue 20 item 4: sources, decoding and the cache live in their own modules and the pixel-range helpers
+    in nda.vision.pixels; the names callers import from nda.data.images are the same objects."""
+    import nda.data.images as images
+    from nda.vision import pixels
+
+    assert images.to_float is pixels.to_float and images.to_uint8 is pixels.to_uint8
+    assert images.to_8bit is image_decode.to_8bit and images.is_image_name is image_decode.is_image_name
+    assert images.build_image_cache is image_cache.build_image_cache
+    assert images.open_image_cache is image_cache.open_image_cache
+    assert len(open(images.__file__).read().splitlines()) < 250
+
+
+def test_the_deprecated_training_shim_is_gone():
+    with pytest.raises(ModuleNotFoundError):
+        __import__("nda.training")
