@@ -1,5 +1,6 @@
-"""On-disk cache plumbing shared by the image and text data layers: content digests, atomic files, locks,
-and a resumable, chunk-written ``.npy`` array.
+"""On-disk cache logic shared by the image and text data layers: a memo of content digests, cache write
+errors that name the file, and a resumable, chunk-written ``.npy`` array. The file primitives it builds on
+(atomic writes, the lock, content hashes) live in :mod:`nda.files`; their names are re-exported here.
 
 Why content digests: a cache keyed on (path, size, whole-second mtime) serves stale data after a same-size
 rewrite, or after any tool that preserves mtimes (``cp -p``, ``rsync -t``, ``tar -x``). Here a source is keyed
@@ -31,53 +32,33 @@ from typing import Any
 
 import numpy as np
 
+from nda.files import (  # the core's file primitives; the names stay importable from here
+    atomic_path,
+    atomic_write_text,
+    default_cache_dir,
+    file_lock,
+    hash_file,
+    sha256_file,
+    short_hash,
+)
+
 __all__ = [
     "CacheWriteError",
     "DigestMemo",
     "ResumableArray",
     "atomic_write_text",
     "check_npy",
+    "default_cache_dir",
     "file_lock",
     "hash_file",
     "npy_header",
+    "sha256_file",
     "short_hash",
 ]
 
 log = logging.getLogger("nda.data")
-_DIGEST_BYTES = 16
+_DIGEST_BYTES = 16  # hash_file's BLAKE2b-128
 _READ_BLOCK = 1 << 20
-
-
-def short_hash(*parts: Any, length: int = 20) -> str:
-    """A hex key over ``parts`` (their ``str``), for cache file names."""
-    h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(str(part).encode())
-        h.update(b"\x00")
-    return h.hexdigest()[:length]
-
-
-def hash_file(path: str | os.PathLike) -> bytes:
-    """BLAKE2b-128 of a file's bytes (read in 1 MiB blocks; hashlib releases the GIL, so threads scale)."""
-    h = hashlib.blake2b(digest_size=_DIGEST_BYTES)
-    with open(path, "rb") as fh:
-        while block := fh.read(_READ_BLOCK):
-            h.update(block)
-    return h.digest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file's bytes: the published identity of weights and checkpoint files."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_READ_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``$NDA_CACHE`` or ``~/.cache/nda``."""
-    return Path(os.environ.get("NDA_CACHE", Path.home() / ".cache" / "nda"))
 
 
 class CacheWriteError(OSError):
@@ -116,41 +97,6 @@ def writing(path: str | os.PathLike, what: str = "cache file") -> Iterator[None]
         raise
     except OSError as err:
         raise CacheWriteError.from_error(err, err.filename if isinstance(err.filename, str) else path, what) from err
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename, so readers see the old or the new file.
-    The data is synced before the rename (a crash never leaves a renamed but empty file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created if missing): the processes of one machine that build the
-    same cache entry wait for each other instead of writing one file twice. No-op where ``fcntl`` is missing;
-    network file systems may not honour it (build the cache once before a multi-node launch)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 # ---------------------------------------------------------------------------------------------- digests
@@ -221,9 +167,8 @@ class DigestMemo:
     def _save(self, keys: np.ndarray, stats: np.ndarray, digests: np.ndarray) -> None:
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(f".{self.file.stem}.tmp{os.getpid()}.npz")
-            np.savez(tmp, keys=keys, stats=stats, digests=digests)
-            os.replace(tmp, self.file)
+            with atomic_path(self.file) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, keys=keys, stats=stats, digests=digests)
         except OSError:  # a read-only cache: hashing again next time is slower, not wrong
             pass
 

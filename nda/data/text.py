@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nda.data.cache import DigestMemo, atomic_write_text, check_npy, default_cache_dir, file_lock, short_hash
+from nda.data.cache import DigestMemo, check_npy
+from nda.files import atomic_path, atomic_write_text, default_cache_dir, file_lock, short_hash
 
 __all__ = ["TEXT_IN_MEMORY_MAX_BYTES", "TextCorpus", "load_pairs", "load_sentences", "text_in_memory_max_bytes"]
 
@@ -287,9 +288,8 @@ def _open_index(meta_path: Path, index_path: Path, shape: tuple[int | None, ...]
 
 def _save_index(meta_path: Path, index_path: Path, index: np.ndarray, stats: dict) -> None:
     meta_path.unlink(missing_ok=True)
-    tmp = index_path.with_name(f".{index_path.name}.tmp{os.getpid()}.npy")
-    np.save(tmp, index)
-    os.replace(tmp, index_path)
+    with atomic_path(index_path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, index)
     atomic_write_text(meta_path, json.dumps(stats))
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nda.data.cache import default_cache_dir, sha256_file
+from nda.files import atomic_path, default_cache_dir, sha256_file
 
 __all__ = [
     "FeatureExtractor",
@@ -256,10 +256,9 @@ def _converted_state(path: Path, sha256: str, cache_dir: str | os.PathLike | Non
             warnings.warn(f"cached Inception conversion {cached} is unreadable ({err}); converting again", stacklevel=3)
     state = convert_fid_torchscript(path, expected_sha256=None)  # the caller verified the sha256
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")  # atomic: concurrent processes never see half a file
-    save_file(state, str(tmp), metadata={"source": str(path), "source_sha256": sha256,
-                                         "conversion_version": str(_CONVERSION_VERSION)})
-    os.replace(tmp, cached)
+    with atomic_path(cached) as tmp:  # concurrent processes never see half a file
+        save_file(state, str(tmp), metadata={"source": str(path), "source_sha256": sha256,
+                                             "conversion_version": str(_CONVERSION_VERSION)})
     return state
 
 

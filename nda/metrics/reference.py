@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nda.data.cache import atomic_write_text
+from nda.files import atomic_path, atomic_write_text, default_cache_dir, sha256_bytes
 from nda.metrics.fid import compute_features, feature_statistics
 
 __all__ = ["ReferenceStats", "reference_stats", "load_reference_stats", "save_reference_stats", "images_sha256"]
@@ -83,7 +83,7 @@ def images_sha256(images: torch.Tensor, chunk: int = 1024) -> str:
 
 def _key(extractor_name: str, split: str, n: int, image_shape: tuple[int, ...], sha: str) -> str:
     text = json.dumps([_FORMAT_VERSION, extractor_name, split, n, list(image_shape), sha])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return sha256_bytes(text.encode(), 16)
 
 
 def _slug(text: str) -> str:
@@ -94,11 +94,9 @@ def save_reference_stats(stats: ReferenceStats, path: str | os.PathLike) -> Path
     """Write ``<path>.npz`` (``mu``, ``sigma``, ``features``) and ``<path>.json`` atomically; returns the npz path."""
     npz = Path(path).with_suffix(".npz")
     npz.parent.mkdir(parents=True, exist_ok=True)
-    tmp = npz.with_name(f"{npz.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(npz) as tmp, open(tmp, "wb") as f:  # concurrent writers of one key write the same content
         np.savez(f, mu=stats.mu.astype(np.float64), sigma=stats.sigma.astype(np.float64),
                  features=stats.features.astype(np.float32))
-    os.replace(tmp, npz)  # concurrent writers of the same key write the same content; readers never see half
     atomic_write_text(npz.with_suffix(".json"), json.dumps(stats.meta(), indent=2))
     return npz
 
@@ -147,8 +145,6 @@ def reference_stats(
     shape = tuple(int(s) for s in images.shape[1:])
     sha = images_sha256(images)
     if cache_dir is None:
-        from nda.data.cache import default_cache_dir
-
         cache_dir = default_cache_dir()
     path = Path(cache_dir) / "fid_stats" / f"{_slug(split)}_n{n}_{_slug(name)}_{_key(name, split, n, shape, sha)}.npz"
     if path.is_file() and path.with_suffix(".json").is_file():

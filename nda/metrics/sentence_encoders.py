@@ -19,13 +19,14 @@ Cosine similarities agree between the two for mean/cls-pooled models; raw embedd
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from nda.files import default_cache_dir, sha256_file, short_hash
 
 __all__ = ["LoadedSentenceModel", "load_sentence_model", "load_sentence_encoder", "run_base_model", "resolve_device", "BACKENDS"]
 
@@ -101,7 +102,7 @@ def _fingerprint(path: Path) -> str:
     size, and ``cp -p`` / ``rsync -a`` restore mtimes, so a (size, mtime) key would serve the old model's cached
     embeddings. The digests come from the data layer's :class:`~nda.data.cache.DigestMemo` (remembered on disk
     by size, mtime, ctime and inode, so an unchanged folder is not read again, even by the next process)."""
-    from nda.data.cache import DigestMemo, default_cache_dir, short_hash
+    from nda.data.cache import DigestMemo  # the stat-keyed memo is the data cache's; the hashes are the core's
 
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
     digests = DigestMemo(default_cache_dir(), path, "sentence-model").digests(files, desc=f"hashing {path.name}")
@@ -152,7 +153,7 @@ def load_sentence_model(
     elif _is_checkpoint(path):
         from nda.run.checkpoint import MANIFEST
 
-        where = f"checkpoint:{path.resolve()}:{hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()[:16]}"
+        where = f"checkpoint:{path.resolve()}:{sha256_file(path / MANIFEST)[:16]}"
     elif Path(target).is_dir():
         where = f"folder:{Path(target).resolve()}:{_fingerprint(Path(target))}"
     else:

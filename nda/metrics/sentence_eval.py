@@ -30,7 +30,6 @@ Flow: :func:`load_suite` (missing datasets become "skipped" lines, never errors)
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nda.files import atomic_path, sha256_bytes
 from nda.metrics.finite import check_finite_embeddings, nonfinite_rows
 from nda.metrics.sentence_data import (
     load_labelled_pairs,
@@ -207,7 +207,7 @@ class EmbeddingCache:
 
     @staticmethod
     def _sha(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+        return sha256_bytes(text.encode("utf-8", "surrogatepass"), 20)
 
     def path(self, identity: str, texts: Sequence[str]) -> Path:
         return self.directory / f"{self._sha(identity)}_{self._sha(chr(0).join(texts))}.npy"
@@ -242,10 +242,8 @@ class EmbeddingCache:
             raise ValueError("embeddings hold NaN/inf: refusing to cache them")
         path = self.path(identity, texts)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, emb.numpy(), allow_pickle=False)
-        os.replace(tmp, path)
         return path
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nda.data.cache import atomic_write_text
+from nda.files import atomic_path, atomic_write_text
 from nda.models.registry import model_class, model_key
 
 __all__ = ["ModelFolderError", "save_model", "load_model", "read_model_info"]
@@ -77,24 +77,21 @@ def save_model(folder: str | os.PathLike, model: nn.Module, factory: Any, kwargs
     except TypeError as err:
         raise TypeError(f"save_model: kwargs do not fit {key} ({err})") from err
     out = Path(folder)
-    tmp = out / f".{WEIGHTS}.tmp{os.getpid()}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name in (INFO, HUB_CONFIG):  # until the new model.json lands, the folder is not a saved model
             (out / name).unlink(missing_ok=True)
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        if not _same_tensors(load_file(str(tmp)), state):
-            raise OSError(f"{WEIGHTS} did not read back as written")
-        os.replace(tmp, out / WEIGHTS)
+        with atomic_path(out / WEIGHTS) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+            if not _same_tensors(load_file(str(tmp)), state):
+                raise OSError(f"{WEIGHTS} did not read back as written")
         card = _model_card(model, kwargs, meta)
         if card is not None:
             atomic_write_text(out / CARD, card)
         atomic_write_text(out / HUB_CONFIG, config)
         atomic_write_text(out / INFO, info)
     except Exception as err:  # SafetensorError, OSError (ENOSPC), ...: no half-written folder passes as a model
-        for leftover in out.glob(f".*.tmp{os.getpid()}") if out.is_dir() else ():
-            leftover.unlink(missing_ok=True)
         raise ModelFolderError(f"{out}: could not save the model ({_first_line(err)})") from err
     return out
 

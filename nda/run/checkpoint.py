@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from nda.data.cache import sha256_file
+from nda.files import atomic_path, sha256_file
 
 __all__ = ["CheckpointError", "Checkpointer", "pack_state", "unpack_state", "write_state", "read_state",
            "MANIFEST", "STATE_TENSORS", "STATE_JSON"]
@@ -237,16 +237,12 @@ class Checkpointer:
         return final
 
     def _write(self, step: int, state: Mapping[str, Any], final: Path) -> str:
-        tmp = self.root / f".tmp_step_{step:08d}"
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True, exist_ok=True)
-            write_state(tmp, state, step=step)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            self.root.mkdir(parents=True, exist_ok=True)
+            with atomic_path(final) as tmp:  # synced, renamed into place; removed on an error
+                tmp.mkdir()
+                write_state(tmp, state, step=step)
         except Exception as err:  # OSError, safetensors' SafetensorError, a TypeError from pack_state, ...
-            shutil.rmtree(tmp, ignore_errors=True)
             text = str(err)
             if getattr(err, "errno", None) == errno.ENOSPC or "os error 28" in text or "No space left" in text:
                 return f"the disk is full ({text})"

@@ -27,13 +27,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from nda.data.cache import atomic_write_text
+from nda.files import FileLock, atomic_write_text, temp_path
 
 __all__ = ["RunFolder", "RunFolderError", "LOCK_NAME", "MANIFEST_NAME"]
 
 LOCK_NAME = ".nda.lock"
 MANIFEST_NAME = ".nda-run.json"
 MANIFEST_FORMAT = "nda-run/1"
+_MANIFEST_TEMP = temp_path(MANIFEST_NAME).name.removesuffix(str(os.getpid()))  # of any process: not an entry
 # what runs of nda before the manifest wrote: adopted (and only these) when such a run is continued with --resume
 LEGACY_OUTPUTS = ("config.json", "checkpoints", "metrics.csv", "results.json", "results.md", "tensorboard",
                   "trackers", "samples", "models", "final", "model", "loss_plot.png")
@@ -55,7 +56,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._fd: int | None = None
+        self._lock = FileLock(self.path / LOCK_NAME)
         self._token = uuid.uuid4().hex  # this holder, among runs of one process
         self._foreign: set[str] = set()  # entries present at claim() that no run of nda wrote: never deleted
         self._claimed = False
@@ -68,7 +69,7 @@ class RunFolder:
             return []
         own = (LOCK_NAME, MANIFEST_NAME)
         return sorted(p for p in self.path.iterdir()
-                      if p.name not in own and not p.name.startswith(f".{MANIFEST_NAME}.tmp"))
+                      if p.name not in own and not p.name.startswith(_MANIFEST_TEMP))
 
     @property
     def manifest_path(self) -> Path:
@@ -199,36 +200,31 @@ class RunFolder:
 
     def acquire(self) -> None:
         """Take the folder's lock or raise :class:`RunFolderError` naming the live holder."""
-        if self._fd is not None:
+        if self._lock.held:
             return
         if self.path.exists() and not self.path.is_dir():
             raise RunFolderError(f"--out-dir {self.path} exists and is not a folder")
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "argv": sys.argv}
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             created = not self.lock_path.exists()
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            taken = self._lock.acquire(blocking=False, holder=info)
         except OSError as err:
             raise RunFolderError(f"--out-dir {self.path} is not writable ({err.strerror or err})") from err
-        if not _try_lock(fd):
-            holder = _read_holder(fd)
-            os.close(fd)
+        if not taken:
             raise RunFolderError(
-                f"--out-dir {self.path} is in use by a live run ({holder}); wait for it to finish, or use "
-                "another --out-dir"
+                f"--out-dir {self.path} is in use by a live run ({_shown_holder(self._lock.holder())}); wait for it "
+                "to finish, or use another --out-dir"
             )
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "argv": sys.argv}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
         self._created_lock = created
 
     def check_lock(self) -> None:
         """Raise :class:`RunFolderError` unless ``.nda.lock`` is still the file this run locked: a lock file that
         was deleted or replaced no longer keeps a second run out, so nothing may be deleted on its word."""
-        if self._fd is None:
+        if self._lock.fd is None:
             raise RunFolderError(f"--out-dir {self.path}: the run does not hold the folder's lock")
-        held = os.fstat(self._fd)
+        held = os.fstat(self._lock.fd)
         try:
             now = os.stat(self.lock_path)
         except OSError:
@@ -239,7 +235,7 @@ class RunFolder:
 
     def release(self) -> None:
         """Drop the lock and the manifest's live holder (the lock file stays: a later run takes it over)."""
-        if self._fd is None:
+        if not self._lock.held:
             return
         if self._claimed:
             with contextlib.suppress(RunFolderError, OSError):
@@ -248,22 +244,17 @@ class RunFolder:
                     info["live"] = None
                     self._write_manifest(info)
             self._claimed = False
-        try:
-            os.ftruncate(self._fd, 0)
-        except OSError:
-            pass
-        os.close(self._fd)  # closing the descriptor releases the flock
-        self._fd = None
+        self._lock.release()  # empties the lock file of its holder and closes the descriptor: the flock is gone
 
     def discard(self) -> None:
         """Remove the lock file, this run's manifest and the folder if nothing else is in it (a fresh run that
         never started), then release the lock. A refused folder that holds other things loses only the lock file
         this holder created in it."""
-        if self._fd is not None and self.entries() and self._created_lock and not self._claimed:
+        if self._lock.held and self.entries() and self._created_lock and not self._claimed:
             with contextlib.suppress(OSError):
                 self.lock_path.unlink()
             self.release()
-        elif self._fd is not None and not self.entries():
+        elif self._lock.held and not self.entries():
             if self._claimed:
                 with contextlib.suppress(OSError):
                     self.manifest_path.unlink()
@@ -278,7 +269,7 @@ class RunFolder:
 
     @property
     def locked(self) -> bool:
-        return self._fd is not None
+        return self._lock.held
 
 
 def _shown(held: list[Path]) -> str:
@@ -311,23 +302,7 @@ def _alive(live: dict[str, Any]) -> bool:
     return start is None or _process_start(pid) in (None, start)
 
 
-def _try_lock(fd: int) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; fall back to "the file exists and is non-empty"
-        return os.fstat(fd).st_size == 0
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        info: dict[str, Any] = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
-    except (OSError, ValueError):
-        info = {}
+def _shown_holder(info: dict[str, Any]) -> str:
     if not info:
         return "holder unknown"
     return f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started')}"

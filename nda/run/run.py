@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from nda.files import atomic_write_json
 from nda.run.checkpoint import Checkpointer
 from nda.run.config import RunConfig, config_dict, flag, saved_config
 from nda.run.folder import RunFolder, RunFolderError
@@ -67,9 +68,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write JSON atomically (a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=2, default=str)
     return path
 
 

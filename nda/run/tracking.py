@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nda.files import atomic_path
+
 __all__ = ["Tracker", "tracker_names", "tracker_config", "TRACKERS_DIR"]
 
 TRACKERS_DIR = "trackers"  # <out-dir>/trackers/<job>/: where file-based trackers (TensorBoard, ...) write
@@ -162,12 +164,10 @@ class Tracker:
         keys: list[str] = ["step"]
         for row in self._rows.values():
             keys.extend(k for k in row if k not in keys)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys, restval="")
             writer.writeheader()
             writer.writerows(self._rows[s] for s in sorted(self._rows))
-        os.replace(tmp, self.path)
         self._keys = keys
 
     @property
