@@ -238,7 +238,7 @@ def test_disk_full_keeps_previous_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r"disk is full.*step_00000001 is intact"):
         ckpt.save(2, {"w": torch.zeros(3)})
     assert [p.name for p in ckpt.completed()] == ["step_00000001"]
-    assert not list(tmp_path.glob("checkpoints/.tmp*"))
+    assert not list(tmp_path.glob("checkpoints/.*.tmp*"))
 
 
 def test_accelerate_checkpoint_is_refused_with_an_explanation(tmp_path):
@@ -314,7 +314,7 @@ def test_a_real_write_failure_is_a_checkpoint_error_and_leaves_no_temp(tmp_path)
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, old_handler)
     assert [p.name for p in ckpt.completed()] == ["step_00000001"]
-    assert not list((tmp_path / "checkpoints").glob(".tmp*"))
+    assert not list((tmp_path / "checkpoints").glob(".*.tmp*"))
 
 
 def test_overwrite_refuses_a_folder_that_holds_no_run(tmp_path):
