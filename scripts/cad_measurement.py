@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import difflib
 import random
 import sys
 from pathlib import Path
 
 import torch
 
+from nda.data.labeled_text import read_counterfactual_pairs, word_diff
 from nda.models.sentence import default_model_path
 from nda.reporting import save_report
 from nda.text import Counterfactual
@@ -43,15 +43,6 @@ csv.field_size_limit(sys.maxsize)
 def read_tsv(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8") as f:
         return list(csv.DictReader(f, delimiter="\t"))
-
-
-def changed_words(a: str, b: str) -> int:
-    wa, wb = split_words(a)[1::2], split_words(b)[1::2]
-    n = 0
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).get_opcodes():
-        if tag != "equal":
-            n += max(i2 - i1, j2 - j1)
-    return n
 
 
 class Paraphraser:
@@ -163,18 +154,8 @@ def main() -> None:
     result["flip"] = flip
 
     # 2. embedding distances ----------------------------------------------------------------------
-    orig_rows = read_tsv(root / "sentiment" / "orig" / f"{args.split}.tsv")
-    paired = read_tsv(root / "sentiment" / "combined" / "paired" / f"{args.split}_paired.tsv")
-    by_batch: dict[str, list[dict[str, str]]] = {}
-    for row in paired:
-        by_batch.setdefault(row["batch_id"], []).append(row)
-    orig_texts = {x["Text"] for x in orig_rows}
-    pairs = []  # (original, human counterfactual)
-    for rows in by_batch.values():
-        o = [x for x in rows if x["Text"] in orig_texts]
-        h = [x for x in rows if x["Text"] not in orig_texts]
-        if len(o) == 1 and len(h) == 1:
-            pairs.append((o[0]["Text"], o[0]["Sentiment"], h[0]["Text"]))
+    paired = read_counterfactual_pairs(root / "sentiment" / "combined" / "paired" / f"{args.split}_paired.tsv")
+    pairs = [(p.original, p.label, p.counterfactual) for p in paired if p.changed]  # (original, label, human cf)
     if args.limit:
         pairs = pairs[: args.limit]
     para = Paraphraser(args.seed)
@@ -193,7 +174,7 @@ def main() -> None:
     plan = []
     for name, items in edits.items():
         for i, new in items:
-            k = max(changed_words(originals[i], new), 1)
+            k = max(word_diff(originals[i], new).changed, 1)
             syn, done = para.synonym_swap(originals[i], k)
             plan.append((name, i, len(texts), len(texts) + 1, k, done))
             texts += [new, syn]

@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from cad_measurement import read_tsv  # a sibling script: this folder is on sys.path
 
 import nda
+from nda.data.labeled_text import read_counterfactual_pairs, word_diff
 from nda.models.sentence import default_model_path
 from nda.reporting import save_report
-
-from cad_measurement import changed_words, read_tsv  # a sibling script: this folder is on sys.path
 
 
 class CachedEncoder:
@@ -85,18 +85,10 @@ class CachedEncoder:
 
 
 def load_pairs(root: Path, split: str) -> list[tuple[str, int, str]]:
-    """``(original, label 0/1, human counterfactual)`` for every CAD pair of ``split``."""
-    orig = {x["Text"] for x in read_tsv(root / "sentiment" / "orig" / f"{split}.tsv")}
-    groups: dict[str, list[dict[str, str]]] = {}
-    for row in read_tsv(root / "sentiment" / "combined" / "paired" / f"{split}_paired.tsv"):
-        groups.setdefault(row["batch_id"], []).append(row)
-    pairs = []
-    for rows in groups.values():
-        o = [x for x in rows if x["Text"] in orig]
-        h = [x for x in rows if x["Text"] not in orig]
-        if len(o) == 1 and len(h) == 1:
-            pairs.append((o[0]["Text"], int(o[0]["Sentiment"] == "Positive"), h[0]["Text"]))
-    return pairs
+    """``(original, label 0/1, human counterfactual)`` for every CAD pair of ``split`` (the one CAD reader's rule:
+    the first row of a batch is the original; a counterfactual identical to its original is skipped)."""
+    paired = read_counterfactual_pairs(root / "sentiment" / "combined" / "paired" / f"{split}_paired.tsv")
+    return [(p.original, int(p.label == "Positive"), p.counterfactual) for p in paired if p.changed]
 
 
 def fit_eval(x_train: np.ndarray, y_train: np.ndarray, tests: dict[str, tuple[np.ndarray, np.ndarray]], c: float):
@@ -166,7 +158,7 @@ def main() -> None:
         autos[spec] = {
             "idx": keep, "texts": texts, "labels": np.array([res.labels[i] for i in keep]), "x": enc(texts) if texts else None,
             "flip_rate": len(keep) / len(train), "seconds": sec,
-            "words_changed": float(np.mean([changed_words(train[i]["Text"], res[i]) for i in keep])) if keep else 0.0,
+            "words_changed": float(np.mean([word_diff(train[i]["Text"], res[i]).changed for i in keep])) if keep else 0.0,
         }
 
     # 1. dev ---------------------------------------------------------------------------------------

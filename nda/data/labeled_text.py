@@ -12,6 +12,10 @@ Sources (``load_labeled_texts(source, split=...)``):
 - a headerless two-column file, text and label in either order -- SentEval's ``SST/binary/sentiment-dev``;
 - a SentEval folder: ``.../SST/binary`` (with ``split``), ``.../MR`` or ``.../CR`` (``*.pos`` / ``*.neg`` files);
 - ``hf:<name>[:<config>]`` with ``split`` -- e.g. ``hf:imdb``, ``hf:glue:sst2`` (needs the hub).
+
+CAD's paired files (an original and its human counterfactuals per ``batch_id``) have one reader,
+:func:`read_counterfactual_pairs`, with one rule for which row is the original; :func:`word_diff` is the one
+measure of what an edit changed.
 """
 
 from __future__ import annotations
@@ -22,9 +26,20 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["LabeledTexts", "LABEL_NAMES", "load_labeled_texts", "parse_label", "subset_per_class"]
+__all__ = [
+    "LABEL_NAMES",
+    "CounterfactualPair",
+    "LabeledTexts",
+    "WordDiff",
+    "load_counterfactual_pairs",
+    "load_labeled_texts",
+    "parse_label",
+    "read_counterfactual_pairs",
+    "subset_per_class",
+    "word_diff",
+]
 
 LABEL_NAMES: dict[str, tuple[str, ...]] = {
     "sentiment": ("negative", "positive"),
@@ -84,8 +99,9 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text (byte {err.start}: {err.reason}); re-encode it, e.g. "
-                         f"`iconv -f latin1 -t utf-8 {path.name}`") from err
+        line = err.object[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}, line "
+                         f"{line}); re-encode it, e.g. `iconv -f latin1 -t utf-8 {path.name}`") from err
 
 
 def _load_table(path: Path, label_map: str) -> LabeledTexts:
@@ -116,6 +132,8 @@ def _load_table(path: Path, label_map: str) -> LabeledTexts:
         first_is_label = all(r[0].strip().lower() in _ALIASES[label_map] for r in rows[:50])
         text_col, label_col = (1, 0) if first_is_label else (0, 1)
         body = rows
+    if not body:
+        raise ValueError(f"{path} holds no rows (only a header)")
     texts, labels = [], []
     for n, r in enumerate(body, start=2 if body is not rows else 1):
         if len(r) <= max(text_col, label_col):
@@ -203,28 +221,113 @@ def subset_per_class(data: LabeledTexts, size: int, seed: int) -> list[int]:
     return sorted(chosen)
 
 
-def load_counterfactual_pairs(path: str | os.PathLike, label_map: str = "sentiment") -> dict[str, list[tuple[str, int]]]:
-    """CAD's paired file (``combined/paired/*.tsv``: rows sharing a ``batch_id`` are an original and its human
-    counterfactual) as ``{text: [(partner text, partner label), ...]}`` in both directions, so the partners of
-    any chosen original can be looked up by its (cleaned) text."""
+@dataclass(frozen=True)
+class CounterfactualPair:
+    """An original text and one human counterfactual of it, texts and labels as the file writes them (each
+    consumer cleans or maps them as it needs: the preview shows them verbatim, the classifier parses labels)."""
+
+    batch_id: str
+    original: str
+    label: str
+    counterfactual: str
+    counterfactual_label: str
+    lines: tuple[int, int]  # file rows of the original and of the counterfactual, for error messages
+
+    @property
+    def changed(self) -> bool:
+        """False when the "counterfactual" is the original again (after cleaning): not a counterfactual."""
+        return _clean(self.original) != _clean(self.counterfactual)
+
+
+def read_counterfactual_pairs(path: str | os.PathLike) -> list[CounterfactualPair]:
+    """The one reader of CAD's paired files (``combined/paired/*.tsv``: ``Sentiment``, ``Text``, ``batch_id``;
+    any text / label column name of :func:`load_labeled_texts`; ``.csv`` is comma-separated).
+
+    Which row is the original: **the first row of each ``batch_id`` (in file order); every later row of that
+    batch is a human counterfactual of it**, one pair each. This is the order of CAD's release: in
+    ``sentiment/combined/paired`` 244 of 245 dev and 1,703 of 1,707 train batches start with a review of
+    ``sentiment/orig`` verbatim and none ends with one (the rest differ from it only by HTML breaks or
+    whitespace). A batch of one row has no counterfactual and is skipped; a file without pairs gives ``[]``.
+    """
     path = Path(path)
     raw = _read_text(path)
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     reader = csv.DictReader(io.StringIO(raw), delimiter="\t" if path.suffix.lower() != ".csv" else ",")
-    fields = {f.lower(): f for f in reader.fieldnames or []}
-    text_col = next((fields[c] for c in _TEXT_COLUMNS if c in fields), None)
-    label_col = next((fields[c] for c in _LABEL_COLUMNS if c in fields), None)
-    if text_col is None or label_col is None or "batch_id" not in fields:
-        raise ValueError(f"{path}: a paired counterfactual file needs text, label and batch_id columns, got "
-                         f"{reader.fieldnames}")
-    groups: dict[str, list[tuple[str, int]]] = {}
+    fields = {f.strip().lower(): f for f in reader.fieldnames or []}
+    columns = {"text": next((fields[c] for c in _TEXT_COLUMNS if c in fields), None),
+               "label": next((fields[c] for c in _LABEL_COLUMNS if c in fields), None),
+               "batch_id": fields.get("batch_id")}
+    missing = [what for what, column in columns.items() if column is None]
+    if missing:
+        raise ValueError(f"{path}: a paired counterfactual file needs text ({', '.join(_TEXT_COLUMNS)}), label "
+                         f"({', '.join(_LABEL_COLUMNS)}) and batch_id columns; missing {', '.join(missing)} in "
+                         f"the header {reader.fieldnames}")
+    groups: dict[str, list[tuple[int, str, str]]] = {}
     for n, row in enumerate(reader, start=2):
-        groups.setdefault(row[fields["batch_id"]], []).append(
-            (_clean(row[text_col]), parse_label(row[label_col], label_map, f"{path}:{n}: ")))
+        if None in row.values():
+            raise ValueError(f"{path}:{n}: expected {len(fields)} columns ({', '.join(reader.fieldnames or [])})")
+        groups.setdefault(row[columns["batch_id"]], []).append((n, row[columns["text"]], row[columns["label"]]))
+    return [CounterfactualPair(batch, first[1], first[2], text, label, (first[0], n))
+            for batch, (first, *rest) in groups.items() for n, text, label in rest]
+
+
+def load_counterfactual_pairs(path: str | os.PathLike, label_map: str = "sentiment") -> dict[str, list[tuple[str, int]]]:
+    """The pairs of :func:`read_counterfactual_pairs` as ``{text: [(partner text, partner label), ...]}`` in both
+    directions (original -> its counterfactuals, counterfactual -> its original), texts cleaned as
+    :func:`load_labeled_texts` cleans them, so the partners of any chosen training text can be looked up."""
     partners: dict[str, list[tuple[str, int]]] = {}
-    for rows in groups.values():
-        for i, (text, _) in enumerate(rows):
-            # a "counterfactual" identical to its original (after cleaning) would add the same text with the
-            # opposite label: a contradiction, not a counterfactual
-            partners.setdefault(text, []).extend(r for j, r in enumerate(rows) if j != i and r[0] != text)
+    for pair in read_counterfactual_pairs(path):
+        original, counterfactual = _clean(pair.original), _clean(pair.counterfactual)
+        y_original = parse_label(pair.label, label_map, f"{path}:{pair.lines[0]}: ")
+        y_counterfactual = parse_label(pair.counterfactual_label, label_map, f"{path}:{pair.lines[1]}: ")
+        of_original, of_counterfactual = partners.setdefault(original, []), partners.setdefault(counterfactual, [])
+        # a "counterfactual" identical to its original (after cleaning) would add the same text with the
+        # opposite label: a contradiction, not a counterfactual
+        if pair.changed:
+            of_original.append((counterfactual, y_counterfactual))
+            of_counterfactual.append((original, y_original))
     return partners
+
+
+class WordDiff(NamedTuple):
+    """How one text was edited into another, word by word."""
+
+    shown: str  # "… how {bad -> good} this movie …": the edits with ``context`` words around them
+    changed: int  # words changed (a replacement of 2 words by 3 counts 3)
+    positions: frozenset[int]  # word positions of ``before`` that were edited, to compare two edits of one text
+
+
+def word_diff(before: str, after: str, context: int = 3) -> WordDiff:
+    """The word-level diff of ``before`` -> ``after`` (words as :mod:`nda.text` splits them): the one measure
+    of how much a counterfactual, human or automatic, changed its original."""
+    import difflib
+
+    from nda.text._words import split_words
+
+    a, b = split_words(before)[1::2], split_words(after)[1::2]
+    ops = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    shown: set[int] = set()
+    changed, positions = 0, set()
+    for tag, i1, i2, j1, j2 in ops:
+        if tag != "equal":
+            changed += max(i2 - i1, j2 - j1)
+            positions.update(range(i1, max(i2, i1 + 1)))
+            shown.update(range(i1 - context, i2 + context))
+    parts: list[str] = []
+    gap = False
+    for tag, i1, i2, j1, j2 in ops:
+        if tag != "equal":
+            parts += ["…"] if gap else []
+            parts.append("{" + " ".join(a[i1:i2]) + " -> " + " ".join(b[j1:j2]) + "}")
+            gap = False
+            continue
+        for i in range(i1, i2):
+            if i in shown:
+                parts += ["…"] if gap else []
+                parts.append(a[i])
+                gap = False
+            else:
+                gap = True
+    if gap and parts:
+        parts.append("…")
+    return WordDiff(" ".join(parts) if parts else "(no edit)", changed, frozenset(positions))

@@ -1,4 +1,4 @@
-"""Tests of the ``nda`` command line (nda/cli.py): real PNGs in a tmp dir, real grid sizes, real errors."""
+"""Tests of the ``nda`` command line (nda/cli/): real PNGs in a tmp dir, real grid sizes, real errors."""
 
 from __future__ import annotations
 
@@ -196,9 +196,9 @@ def test_bad_out_is_a_clear_error_before_any_work(image_dir, tmp_path, capsys, m
 def test_unwritable_out_is_a_clear_error(tmp_path, capsys, monkeypatch):
     texts = tmp_path / "t.txt"
     texts.write_text("the quick brown fox\n")
-    import nda.cli
+    import nda.cli.common
 
-    monkeypatch.setattr(nda.cli.os, "access", lambda *a, **k: False)  # as root, chmod alone would not stop us
+    monkeypatch.setattr(nda.cli.common.os, "access", lambda *a, **k: False)  # as root, chmod alone would not stop us
     assert main(["preview", "--texts", str(texts), "--nda", "token_shuffle", "--out", str(tmp_path / "t.md")]) == 2
     assert "no permission" in capsys.readouterr().err
     monkeypatch.undo()
@@ -206,7 +206,7 @@ def test_unwritable_out_is_a_clear_error(tmp_path, capsys, monkeypatch):
     def refuse(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(nda.cli.Path, "write_text", refuse)
+    monkeypatch.setattr(nda.cli.common.Path, "write_text", refuse)
     assert main(["preview", "--texts", str(texts), "--nda", "token_shuffle", "--out", str(tmp_path / "t.md")]) == 2
     assert "cannot write: Permission denied" in capsys.readouterr().err
 
@@ -271,3 +271,35 @@ def test_preview_cad_pairs_errors(tmp_path, capsys):
     _write_cad(bad)
     assert main(["preview", "--cad-pairs", str(bad), "--nda", "jigsaw"]) == 2
     assert "image negative" in capsys.readouterr().err
+
+
+def test_preview_cad_pairs_reads_with_the_one_cad_reader(tmp_path, capsys):
+    """Issue 20: the preview had its own CAD reader (batches of exactly two rows, a --cad-pairs-only column check);
+    it now reads with nda.data.labeled_text.read_counterfactual_pairs: first row the original, each later row one
+    of its counterfactuals."""
+    paired = tmp_path / "dev_paired.tsv"
+    paired.write_text("Sentiment\tText\tbatch_id\nNegative\tI hated it.\t5\nPositive\tI loved it.\t5\n"
+                      "Positive\tI adored it.\t5\n", encoding="utf-8")
+    assert main(["preview", "--cad-pairs", str(paired), "--nda", "counterfactual"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("# 2 CAD reviews") and printed.count("batch 5 (Negative)") == 2
+    assert "**human** (1 words): I {hated -> loved} it" in printed and "I {hated -> adored} it" in printed
+    latin = tmp_path / "latin_paired.tsv"
+    latin.write_bytes("Sentiment\tText\tbatch_id\nPositive\tcaf\xe9\t1\n".encode("latin-1"))
+    assert main(["preview", "--cad-pairs", str(latin)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nda: error: --cad-pairs: ") and "not UTF-8" in err and "line 2" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_the_preview_lives_outside_the_parser_module():
+    """Issue 20: nda/cli.py was a parser plus a ~330-line preview; the parser module is now small."""
+    import inspect
+
+    import nda.cli
+    import nda.cli.preview_images
+    import nda.cli.preview_text
+
+    assert len(inspect.getsource(nda.cli).splitlines()) < 150
+    assert nda.cli.load_image_folder is nda.cli.preview_images.load_image_folder  # old import path kept
+    assert not hasattr(nda.cli, "read_cad_pairs") and not hasattr(nda.cli.preview_text, "word_edits")
