@@ -46,9 +46,11 @@ class NegativeResult(list):
             sample's text is usually its source text, returned unchanged (mask it out, do not train on it as a
             negative).
         paraphrase: one bool per sample, default all False: True iff label-flipping edits changed the text but
-            their flips cancelled (two flips of the same clause: "The man is fat." -> "The man is thin." -> "The
-            man is not thin."), so the label is kept -- usable as an extra *positive* of its source, never as a
-            negative (``valid`` is False there). See :class:`~nda.compose.Compose`.
+            their flips cancelled on every target (two flips of the same predicate: "The man is fat." -> "The man
+            is thin." -> "The man is not thin."; not "A tall woman is walking." -> "A short woman is not
+            walking.", where the negation does not scope over the swapped word), so the label is kept -- usable
+            as an extra *positive* of its source, never as a negative (``valid`` is False there). See
+            :class:`~nda.compose.Compose`.
         labels: the labels after the edit (flipped where ``flipped``, the given label elsewhere) when labels
             were given, else ``None``; in the kind they came in (a tensor stays a tensor, a float a float).
 

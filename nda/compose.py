@@ -4,9 +4,9 @@ Both work for every batch kind of the protocol (image tensors, lists of strings,
 task never needs to know which modality it is composing. On lists of strings both return one
 :class:`~nda.base.NegativeResult` and keep the label-flipping contract of their members: ``labels=`` (and
 ``label_map=``) reach the members that declare ``flips_labels``, and ``flipped`` / ``valid`` / ``paraphrase`` /
-``labels`` are kept per sample, whichever member made the sample. :class:`Compose` counts label flips per clause
-(a double flip of one clause is a paraphrase, not a negative) and redraws image samples its members gave back
-unchanged.
+``labels`` are kept per sample, whichever member made the sample. :class:`Compose` counts label flips per
+target word (a double flip of one predicate, "fat" -> "thin" -> "not thin", is a paraphrase, not a negative) and
+redraws image samples its members gave back unchanged.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ class Compose(_Group):
     :meth:`with_valid` returns them as ``valid=False``, and a plain call warns (``RuntimeWarning``) with their
     number. The first draw is the same as without this check, so seeded outputs of changed samples do not move.
 
-    **Texts**: see :meth:`_texts` -- flips are counted per clause, so a double flip of one clause is reported as
-    a ``paraphrase`` (a positive), not a negative. Recommended spec for "antonym then negation":
+    **Texts**: see :meth:`_texts` -- flips are counted per target (the words each flip changed), so a double
+    flip of one predicate is reported as a ``paraphrase`` (a positive), not a negative; two flips of different
+    words are neither. Recommended spec for "antonym then negation":
     ``nda.build("counterfactual:negation=False>counterfactual:antonyms=False")``.
     """
 
@@ -161,43 +162,49 @@ class Compose(_Group):
 
     def _texts(self, texts: list[Any], labels: Any, label_map: Any, generator: torch.Generator | None) -> NegativeResult:
         """Apply the members in turn; labels follow the label-flipping members. Flips compose by *parity per
-        clause*:
+        target* -- the words a flip changed -- not per sample or per clause:
 
-        - every flip a label-flipping member makes is recorded with the clauses it touched (the member's
-          ``touched_clauses(before, after)``, e.g. :meth:`~nda.text.Counterfactual.touched_clauses`);
+        - every flip a label-flipping member makes is recorded as the spans it flipped (sets of word positions,
+          from the member's ``flip_targets(before, after, earlier)``, e.g. :meth:`~nda.text.Counterfactual.flip_targets`:
+          an antonym swap is the replaced word, a negation the cue plus the head of the predicate it scopes
+          over), and the spans of the earlier flips are carried along into the new text's positions;
+        - a span's *hit count* is 1 plus the number of spans of other flips that overlap it: "fat" -> "thin" ->
+          "not thin" hits {thin} twice (the negation scopes over it), "A tall woman is walking." -> "A short woman
+          is walking." -> "A short woman is not walking." hits {short} once and {is, walking} once;
         - the result is a **negative with the flipped label** (``flipped``, ``valid`` when every label-flipping
           member made a valid edit and the text changed) iff the sample was flipped an odd number of times *and*
-          every touched clause an odd number of times ("fat" -> "thin" -> "not thin" -> "thin": 3 flips of one
-          clause);
+          every span was hit an odd number of times ("fat" -> "thin" -> "not thin" -> "thin": 3 hits each);
         - it is a **paraphrase** (``flipped=False``, ``valid=False``, ``paraphrase=True``, the label kept) iff the
-          flips are even in number, every touched clause was flipped an even number of times, the text changed
-          and no non-flipping member changed it ("The man is fat." -> "The man is thin." -> "The man is not
-          thin.");
-        - otherwise the clause parities disagree with the label's -- e.g. "The man looks fat and the room is
-          blue." -> antonym in clause 1 ("thin"), negation in clause 2 ("is not blue"): two flips, so the label
-          parity says "kept", but both clauses changed meaning once. No label is sound for that (which clause carries it is unknown),
-          so it is **neither** a negative nor a paraphrase: ``valid=False``, ``paraphrase=False``,
-          ``flipped=False``, the original label.
+          flips are even in number, every span was hit an even number of times, the text changed and no
+          non-flipping member changed it ("The man is fat." -> "The man is thin." -> "The man is not thin.");
+        - otherwise some target changed meaning an odd number of times while the label parity says "kept" (or
+          the reverse) -- the tall woman above, or "The man looks fat and the room is blue." -> "thin" in clause 1,
+          "is not blue" in clause 2. No label is sound for that (which target carries it is unknown), so it is
+          **neither** a negative nor a paraphrase: ``valid=False``, ``paraphrase=False``, ``flipped=False``,
+          the original label.
 
-        A member without ``touched_clauses`` (or an edit that changed the clause structure, or one made after a
-        non-flipping member rearranged the text) counts as a flip of the whole sample: alone, the parity is
-        per sample as before; mixed with per-clause flips the sample is neither (``valid=False``). A member's
-        own ``paraphrase`` counts as two such flips. Even flips followed (or preceded) by a non-flipping change
-        (a shuffle) are a plain negative with the kept label (``valid``, not a paraphrase). ``valid`` also
-        needs the final text to differ from the input (a failed flip that a later shuffle hides is still a
-        failed counterfactual).
+        Why per target: counting per clause called the tall woman a paraphrase (both edits in one clause), and
+        training on it as an extra *positive* teaches the encoder that "short ... not walking" means "tall ...
+        walking".
+
+        A member without ``flip_targets`` (or an edit it cannot read, or one made after a non-flipping member
+        rearranged the text) counts as a flip of the whole sample: alone, the parity is per sample; mixed with
+        per-target flips the sample is neither (``valid=False``). A member's own ``paraphrase`` counts as two
+        such flips. Even flips followed (or preceded) by a non-flipping change (a shuffle) are a plain negative
+        with the kept label (``valid``, not a paraphrase). ``valid`` also needs the final text to differ from the
+        input (a failed flip that a later shuffle hides is still a failed counterfactual).
         """
         n = len(texts)
         current, current_labels = texts, labels
-        flips: list[list[frozenset[int] | None]] = [[] for _ in range(n)]  # per sample: clauses of each flip
+        flips: list[list[list[frozenset[int]] | None]] = [[] for _ in range(n)]  # per sample: spans of each flip
         kept, restyled = [True] * n, [False] * n  # every flipping member valid / a non-flip edit changed it
         for negative in self.negatives:
             result = apply_text(negative, current, generator=generator, labels=current_labels, label_map=label_map)
             flipping = getattr(negative, "flips_labels", False)
-            touched: Callable[[str, str], frozenset[int] | None] | None = getattr(negative, "touched_clauses", None)
+            targets: _Targets | None = getattr(negative, "flip_targets", None)
             for i, (old, new) in enumerate(zip(current, result)):
                 if result.flipped[i]:
-                    flips[i].append(touched(old, new) if touched is not None and not restyled[i] else None)
+                    _record_flip(flips[i], targets if not restyled[i] else None, old, new)
                 elif result.paraphrase[i]:
                     flips[i] += [None, None]
                 elif new != old:
@@ -225,19 +232,37 @@ class Compose(_Group):
         return f"Compose({self.negatives!r})"
 
 
-def _parity(flips: list[frozenset[int] | None]) -> str:
-    """``"odd"`` / ``"even"`` when the number of flips and the flip count of every touched clause agree in parity,
+_Targets = Callable[[str, str, Sequence[frozenset[int]]], tuple[list[frozenset[int]], list[frozenset[int]]] | None]
+
+
+def _record_flip(flips: list[list[frozenset[int]] | None], targets: _Targets | None, old: str, new: str) -> None:
+    """Append the spans of the flip ``old -> new`` to one sample's ``flips`` and carry the earlier flips' spans into
+    ``new``'s word positions; ``None`` (a whole-sample flip) when the member cannot say, or an earlier flip could
+    not (then per-target counting is already impossible for this sample)."""
+    if targets is None or any(f is None for f in flips):
+        flips.append(None)
+        return
+    earlier = [s for f in flips for s in f]  # type: ignore[union-attr]
+    read = targets(old, new, earlier)
+    if read is None or len(read[0]) != len(earlier) or not read[1]:  # unreadable, or a member breaking the contract
+        flips.append(None)
+        return
+    carried, spans = iter(read[0]), read[1]
+    flips[:] = [[next(carried) for _ in f] for f in flips] + [list(spans)]  # type: ignore[union-attr]
+
+
+def _parity(flips: list[list[frozenset[int]] | None]) -> str:
+    """``"odd"`` / ``"even"`` when the number of flips and the hit count of every span agree in parity,
     ``"mixed"`` when they do not (see :meth:`Compose._texts`). ``None`` entries are whole-sample flips."""
     odd = len(flips) % 2 == 1
     known = [f for f in flips if f is not None]
     if known and len(known) != len(flips):
-        return "mixed"  # whole-sample and per-clause flips cannot be matched up
-    counts: dict[int, int] = {}
-    for clauses in known:
-        for c in clauses:
-            counts[c] = counts.get(c, 0) + 1
-    if any((c % 2 == 1) != odd for c in counts.values()):
-        return "mixed"
+        return "mixed"  # whole-sample and per-target flips cannot be matched up
+    for k, spans in enumerate(known):
+        for span in spans:
+            hits = 1 + sum(1 for m, other in enumerate(known) if m != k for t in other if span & t)
+            if (hits % 2 == 1) != odd:
+                return "mixed"
     return "odd" if odd else "even"
 
 

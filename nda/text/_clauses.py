@@ -1,9 +1,8 @@
 """Clauses: where a sentence splits into parts that each carry their own meaning, and which of them an edit touched.
 
-Why here: the ``polarity`` strategy flips every sentiment-bearing clause on its own, and a composition of
-label-flipping edits counts flips *per clause* (:class:`~nda.compose.Compose`: "fat" -> "thin" -> "not thin" is
-two flips of one clause, a paraphrase; "thin" in one clause and "not" in another are two different changes of
-meaning). Both need the same notion of a clause, so it lives in one place.
+Why here: the ``polarity`` strategy flips every sentiment-bearing clause on its own, and the flip targets a
+composition of label-flipping edits counts (:mod:`nda.text._targets`) end a negation's scope at its clause
+("The man is not thin, the room is ..."). Both need the same notion of a clause, so it lives in one place.
 
 A clause boundary is a comma, semicolon, colon, dash or bracket, a contrast/subordinating word ("but",
 "although", "because", ...), or "and"/"or" when a new subject follows ("... fat and the room is cold").
@@ -12,12 +11,13 @@ Sentences (``.``/``!``/``?``, line breaks, ``<br />``) are boundaries too.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from nda.text._negation import _SENTENCE
 from nda.text._words import split_words
 
-__all__ = ["clause_ids", "clause_words", "touched_clauses"]
+__all__ = ["clause_ids", "clause_map", "clause_words", "touched_clauses"]
 
 CLAUSE_GAP = re.compile(r"[,;:()\[\]\"“”—–]|\s-\s|\.\.")
 CLAUSE_WORDS = frozenset({"but", "although", "though", "however", "yet", "whereas", "while", "because", "unless",
@@ -40,6 +40,28 @@ def clause_ids(pieces: list[str], low: list[str]) -> list[int]:
             k += 1
         ids.append(k)
     return ids
+
+
+@functools.lru_cache(maxsize=8192)
+def clause_map(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The words of ``text`` (sentence by sentence, as the counterfactual rules see them: lower case, straight
+    apostrophes) and the text-wide clause index of every word (clauses numbered on across sentences).
+
+    Word positions here are the coordinates :mod:`nda.text._targets` records flip targets in. Cached: in a
+    composition one edit's output is the next edit's input, so each text is split once."""
+    low: list[str] = []
+    ids: list[int] = []
+    offset = 0
+    for sentence in _SENTENCE.split(text)[0::2]:
+        pieces = split_words(sentence)
+        words = [w.lower().replace("’", "'") for w in pieces[1::2]]
+        if not words:
+            continue
+        local = clause_ids(pieces, words)
+        low += words
+        ids += [offset + k for k in local]
+        offset += local[-1] + 1
+    return tuple(low), tuple(ids)
 
 
 def clause_words(text: str) -> list[tuple[str, ...]]:

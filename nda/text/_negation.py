@@ -60,7 +60,8 @@ _VERB_FOLLOWERS = {
 }
 _NOT_VERBS = {"is", "was", "has", "does", "this", "his", "its", "yes", "us", "as", "plus", "thus", "always", "perhaps",
               "sometimes", "towards", "afterwards", "besides", "news", "series", "species", "glasses", "pants",
-              "jeans", "shorts", "clothes", "sandals", "boots", "shoes", "people's"}
+              "jeans", "shorts", "clothes", "sandals", "boots", "shoes", "people's", "indoors", "outdoors",
+              "upstairs", "downstairs", "overseas"}  # adverbs in -s: "playing golf indoors" has no verb to negate
 
 
 def _base_verb(verb: str) -> str | None:

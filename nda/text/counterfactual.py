@@ -45,7 +45,10 @@ negation-only one (both use the ``"rules"`` strategy). Chained, they make a doub
 negation" -- recommended spec string
 ``"counterfactual:negation=False>counterfactual:antonyms=False"`` (``nda.build`` gives a
 :class:`~nda.compose.Compose`): "The man is fat." -> "The man is thin." -> "The man is not thin.", two flips of
-one clause that keep the label, so the result is marked ``paraphrase`` (an extra positive), not a negative.
+one target (the negation scopes over the swapped word) that keep the label, so the result is marked
+``paraphrase`` (an extra positive), not a negative. Two flips of different words -- "A tall woman is walking." ->
+"A short woman is not walking." -- are neither (``valid=False``, ``paraphrase=False``); see
+:meth:`Counterfactual.flip_targets`.
 
 String level only: token ids must be decoded first (negation changes the number of tokens and needs words).
 """
@@ -62,7 +65,6 @@ import torch
 
 from nda.base import Negative, NegativeResult, canonical_label, label_list
 from nda.sampling import check_generator
-from nda.text._clauses import touched_clauses
 from nda.text._negation import (
     _REMOVE,
     _SENTENCE,
@@ -72,6 +74,7 @@ from nda.text._negation import (
     remove_negation,
 )
 from nda.text._polarity import PolarityEditor
+from nda.text._targets import flip_targets
 from nda.text._words import check_texts, is_token_batch, match_case, split_words
 
 __all__ = ["Counterfactual", "CounterfactualResult", "LABEL_MAPS", "STRATEGIES", "load_antonyms"]
@@ -243,12 +246,16 @@ class Counterfactual(Negative):
         return NegativeResult(out_texts, flipped=flipped, valid=flipped, labels=labels_out)
 
     @staticmethod
-    def touched_clauses(before: str, after: str) -> frozenset[int] | None:
-        """The clauses of ``before`` that the edit to ``after`` changed (``None``: the clause structure changed).
+    def flip_targets(
+        before: str, after: str, earlier: Sequence[frozenset[int]] = ()
+    ) -> tuple[list[frozenset[int]], list[frozenset[int]]] | None:
+        """The word spans the edit ``before -> after`` flipped, and the ``earlier`` flips' spans carried into
+        ``after``'s word positions (``None``: the edit cannot be read).
 
-        Read by :class:`~nda.compose.Compose` to count flips per clause, so two flips of one clause cancel (a
-        paraphrase) while flips of different clauses do not; see :mod:`nda.text._clauses`."""
-        return touched_clauses(before, after)
+        Read by :class:`~nda.compose.Compose` to count flips per *target*: "thin" -> "not thin" cancels (the
+        negation scopes over the swapped word), "short ... walking" -> "short ... not walking" does not; see
+        :mod:`nda.text._targets`."""
+        return flip_targets(before, after, earlier)
 
     # ------------------------------------------------------------------ rules
     def resolve_strategy(self, mapping: Mapping[Any, Any] | None = None, labelled: bool = True) -> str:

@@ -1,9 +1,11 @@
-"""Flips compose by parity per clause (issue 19 item 3): two label-flipping edits of one clause keep the label,
-so the result is a paraphrase (a positive), not a negative; flips of different clauses are neither.
+"""Flips compose by parity per target (issue 19 item 3): two label-flipping edits of the same predicate keep the
+label, so the result is a paraphrase (a positive), not a negative; flips of different words -- even in one
+clause -- are neither.
 
 Hand-checked: "The man is fat." -> antonym -> "The man is thin." -> negation -> "The man is not thin." says what
 the source says (a thin man is not fat) -- its label is kept, and training on it as a label-flipped negative
-would teach the opposite of the truth.
+would teach the opposite of the truth. "A tall woman is walking." -> "A short woman is walking." -> "A short woman
+is not walking." says something else twice over: the negation does not scope over "short".
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from nda.base import NegativeResult
 from nda.compose import Compose, RandomChoice
 from nda.text import Counterfactual, TokenShuffle
 from nda.text._clauses import touched_clauses
+from nda.text._targets import flip_targets
 
 SPEC = "counterfactual:negation=False>counterfactual:antonyms=False"  # antonym, then negation
+REVERSED = "counterfactual:antonyms=False>counterfactual:negation=False"  # negation, then antonym
 ANTONYM = Counterfactual(negation=False)
 NEGATION = Counterfactual(antonyms=False)
 
@@ -126,3 +130,74 @@ def test_touched_clauses_names_the_clauses_an_edit_changed():
     assert touched_clauses("The man is fat and the room is blue.", "The man is fat and the room is not blue.") == {1}
     assert touched_clauses("Good. Bad, sad.", "Good. Bad, glad.") == {2}
     assert touched_clauses("Good, bad.", "Good bad.") is None  # the clause structure changed
+
+
+def _flags(r):
+    return list(zip(r.texts, r.flipped, r.valid, r.paraphrase))
+
+
+NEITHER, PARAPHRASE = (False, False, False), (False, False, True)  # (flipped, valid, paraphrase)
+
+
+def test_a_double_flip_of_two_words_in_one_clause_is_not_a_paraphrase():
+    """The bug: the negation scopes over "walking", the antonym changed "tall" -- one clause, two targets."""
+    r = nda.build(SPEC)(["A tall woman is walking.", "The man is fat."], labels=[1, 1])
+    assert _flags(r) == [("A short woman is not walking.", *NEITHER), ("The man is not thin.", *PARAPHRASE)]
+    assert r.labels == [1, 1]
+
+
+def test_negation_then_antonym_counts_the_same_way():
+    r = nda.build(REVERSED)(["A tall woman is walking.", "The man is fat.", "The man is very fat."])
+    assert _flags(r) == [("A short woman is not walking.", *NEITHER), ("The man is not thin.", *PARAPHRASE),
+                         ("The man is not very thin.", *PARAPHRASE)]  # a degree word between cue and head
+
+
+def test_a_removed_negation_cancels_an_antonym_only_in_its_scope():
+    # "not hot" -> "not cold" -> "cold": the removed "not" scoped over the swapped word (either order)
+    texts = ["The soup is not hot.", "The tall man is not walking."]
+    for spec in (SPEC, REVERSED):
+        r = nda.build(spec)(texts, labels=[0, 0])
+        assert _flags(r) == [("The soup is cold.", *PARAPHRASE), ("The short man is walking.", *NEITHER)]
+
+
+def test_an_attributive_and_a_predicate_adjective_are_different_targets():
+    negation = Counterfactual(antonyms=False)
+    on_old = Compose([Counterfactual(negation=False, lexicon={"old": "young"}), negation])
+    on_happy = Compose([Counterfactual(negation=False, lexicon={"happy": "sad"}), negation])
+    assert _flags(on_old(["The old man is happy."])) == [("The young man is not happy.", *NEITHER)]
+    assert _flags(on_happy(["The old man is happy."])) == [("The old man is not sad.", *PARAPHRASE)]
+    # the shipped lexicon swaps both ("old" -> "new", "happy" -> "unhappy"): "new" is flipped once
+    assert _flags(nda.build(SPEC)(["The old man is happy."])) == [("The new man is not unhappy.", *NEITHER)]
+
+
+def test_the_negation_scope_is_the_predicate_head_not_the_rest_of_the_clause():
+    # the object "small" -> "large" is not what "is not holding" negates: no paraphrase of a man holding a small box
+    r = nda.build(SPEC)(["A man is holding a small box.", "A man is wearing a white shirt."])
+    assert _flags(r) == [("A man is not holding a large box.", *NEITHER),
+                         ("A man is not wearing a black shirt.", *NEITHER)]
+
+
+def test_two_sentences_cancel_each_on_its_own_target():
+    texts = ["The man is fat. The woman is thin.", "The tall man is fat. The woman is thin.",
+             "The man is fat. The woman is walking."]
+    r = nda.build(SPEC)(texts)
+    assert _flags(r) == [("The man is not thin. The woman is not thick.", *PARAPHRASE),
+                         ("The short man is not thin. The woman is not thick.", *NEITHER),  # "short": flipped once
+                         ("The man is not thin. The woman is not walking.", *NEITHER)]
+
+
+def test_flip_targets_names_the_flipped_words_and_carries_earlier_ones():
+    assert flip_targets("The man is fat.", "The man is thin.") == ([], [{3}])  # the swapped word
+    # the inserted "not" attaches to "is" and scopes over the head "thin"; the earlier {thin} moves one word on
+    assert flip_targets("The man is thin.", "The man is not thin.", [frozenset({3})]) == ([{4}], [{2, 4}])
+    assert flip_targets("A man is holding a big box.", "A man is not holding a big box.") == ([], [{2, 4}])
+    assert flip_targets("A man rides his bike.", "A man does not ride his bike.") == ([], [{2, 3, 4}])
+    assert flip_targets("He didn't see any dogs at all.", "He did see some dogs.") == ([], [{1, 2}])  # NPIs belong to it
+    assert flip_targets("A good movie.", "A good movie.") is None
+
+
+def test_an_adverb_in_s_is_not_negated_by_do_support():
+    # "indoors" -> "outdoors" then do-support made "Man playing golf does not outdoor with coat on ." (a paraphrase!)
+    r = nda.build(SPEC)(["Man playing golf indoors with coat on ."])
+    # one flip (the antonym), the negation member found nothing to negate: not valid, not a paraphrase
+    assert _flags(r) == [("Man playing golf outdoors with coat on .", True, False, False)]
