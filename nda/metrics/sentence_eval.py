@@ -42,15 +42,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nda.files import atomic_path, sha256_bytes
-from nda.metrics.finite import check_finite_embeddings, nonfinite_rows
-from nda.metrics.sentence_data import (
+from nda.data.labeled_text import load_labeled_texts
+from nda.data.sentence_pairs import (
     load_labelled_pairs,
-    load_labelled_texts,
     load_senteval_sts_year,
     load_sick_entailment,
     load_sick_relatedness,
 )
+from nda.files import atomic_path, sha256_bytes
+from nda.metrics.finite import check_finite_embeddings, nonfinite_rows
 from nda.metrics.sts import load_sts, spearman
 
 __all__ = [
@@ -159,10 +159,15 @@ def _load_task(name: str, path: Path) -> SuiteTask:
         absent = [str(f) for f in files.values() if not f.is_file()]
         if absent:
             raise FileNotFoundError(f"missing {', '.join(absent)}")
-        splits = {k: load_labelled_texts(f) for k, f in files.items()}
+        splits = {k: _texts_and_labels(f) for k, f in files.items()}
         sizes = ", ".join(f"{k} {len(v[1])}" for k, v in splits.items())
         return SuiteTask(name, "probe", str(path), splits=splits, notes=[f"reviews: {sizes}"])
     raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
+
+
+def _texts_and_labels(path: Path) -> tuple[list[str], list[int]]:
+    data = load_labeled_texts(path, label_map="sentiment")
+    return data.texts, data.labels
 
 
 def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, tasks: Sequence[str] = TASKS) -> Suite:

@@ -1,4 +1,4 @@
-"""tasks/eval_sentence.py and nda.metrics.{sentence_data, sentence_eval, probe} on tiny files and a tiny model."""
+"""tasks/eval_sentence.py, nda.data.sentence_pairs and nda.metrics.{sentence_eval, probe} on tiny files and a tiny model."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from nda.metrics.probe import logistic_probe
-from nda.metrics.sentence_data import (
+from nda.data.labeled_text import load_labeled_texts
+from nda.data.sentence_pairs import (
     load_labelled_pairs,
-    load_labelled_texts,
     load_senteval_sts_year,
     load_sick_entailment,
     load_sick_relatedness,
@@ -65,7 +65,7 @@ def _write_sts_year(folder: Path, subsets: list[str], empty_gold_at: int | None 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("sentence_eval_data")
-    from nda.metrics.sentence_data import SENTEVAL_STS_SUBSETS
+    from nda.data.sentence_pairs import SENTEVAL_STS_SUBSETS
 
     for year, subsets in SENTEVAL_STS_SUBSETS.items():
         _write_sts_year(root / "STS" / f"STS{year % 100}-en-test", list(subsets)[:2], empty_gold_at=1 if year == 2015 else None)
@@ -323,7 +323,8 @@ def test_sick_pairs_and_labelled_files(data):
     assert cannot.labels == [1, 0, 1, 0] and cannot.sentences2[0] == "The child is not sleeping."
     paws = load_labelled_pairs(data / "paws.tsv", (1, 2, 3))
     assert paws.labels == [0, 1, 0, 1] and paws.sentences1[0] == "The dog bit the man ."
-    texts, labels = load_labelled_texts(data / "cad" / "sentiment" / "orig" / "train.tsv")
+    cad = load_labeled_texts(data / "cad" / "sentiment" / "orig" / "train.tsv", label_map="sentiment")
+    texts, labels = cad.texts, cad.labels
     assert texts[1] == 'A bad film, I hated the "actors".' and labels[:2] == [1, 0]
 
 
@@ -334,7 +335,7 @@ def test_bad_files_raise_clear_errors(tmp_path):
         load_labelled_pairs(bad)
     bad.write_text("Sentiment\tText\nMaybe\tfoo\n")
     with pytest.raises(ValueError, match="unknown sentiment label 'Maybe'"):
-        load_labelled_texts(bad)
+        load_labeled_texts(bad, label_map="sentiment")
 
 
 # ---------------------------------------------------------------------------------------------- probe
