@@ -35,7 +35,7 @@ from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactua
 from nda.run import Run, RunConfig, cli, data_fingerprint, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
 from nda.run.run import make_accelerator
-from nda.run.schedule import set_lr, warmup_lr
+from nda.run.schedule import MicroSchedule, set_lr, warmup_lr
 
 
 @dataclass
@@ -89,8 +89,15 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     if cfg.mode == "finetune" and (len(cfg.augment) > 1 or len(cfg.train_size) > 1 or cfg.repeats > 1):
         raise ValueError("--mode finetune trains one model: give one --augment, one --train-size and --repeats 1 "
                          "(loop over them in a script, one --out-dir each)")
+    if cfg.mode == "probe" and cfg.resume is not None:
+        raise ValueError("--resume: --mode probe trains nothing and keeps no checkpoints to continue from; run it "
+                         "again with --overwrite (the embeddings are cached, so it takes seconds)")
     if cfg.probe_c is not None and not cfg.probe_c > 0:
         raise ValueError(f"--probe-c must be > 0, got {cfg.probe_c}")
+    for how in cfg.augment:
+        if how.startswith("human:") and not Path(how.split(":", 1)[1]).is_file():
+            raise FileNotFoundError(f"--augment {how}: file not found")
+    build_negatives(cfg)  # a bad --augment / --counterfactual spec fails under its flag, before any loading
     parse_eval_specs(cfg.eval)
     from nda.models.sentence import check_model_name
 
@@ -112,14 +119,22 @@ def parse_eval_specs(specs: list[str]) -> dict[str, tuple[str, str | None]]:
     return out
 
 
-def build_counterfactual(spec: str):
-    """The label-flipping negative of ``--counterfactual``: text, and declared to flip labels."""
-    negative = nda.build(spec, modality="text", argument="--counterfactual")
+def build_negatives(cfg: ClassifyConfig) -> dict:
+    """The label-flipping negative of each automatic ``--augment`` entry (``counterfactual``: the
+    ``--counterfactual`` spec), by entry."""
+    automatic = [how for how in cfg.augment if how != "none" and not how.startswith("human:")]
+    return {how: build_counterfactual(cfg.counterfactual, "--counterfactual") if how == "counterfactual"
+            else build_counterfactual(how, "--augment") for how in automatic}
+
+
+def build_counterfactual(spec: str, flag: str = "--counterfactual"):
+    """The label-flipping negative of ``spec`` (given as ``flag``): text, and declared to flip labels."""
+    negative = nda.build(spec, modality="text", argument=flag)
     if negative is None:
-        raise ValueError("--counterfactual must name a label-flipping text negative, got none")
+        raise ValueError(f"{flag} must name a label-flipping text negative, got none")
     parts = nda.leaves(negative)
     if not all(getattr(p, "flips_labels", False) for p in parts):
-        raise ValueError(f"--counterfactual {spec!r} must flip labels (e.g. 'counterfactual'); "
+        raise ValueError(f"{flag} {spec!r} must flip labels (e.g. 'counterfactual'); "
                          f"{[getattr(p, 'name', p) for p in parts if not getattr(p, 'flips_labels', False)]} do not")
     return negative
 
@@ -269,10 +284,11 @@ def run_finetune(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict
         model.train()
         return out
 
+    micro_steps = MicroSchedule(cfg.grad_accum)
     for step in run.loop():
         set_lr(opt, lr_at(step, cfg))
-        for micro in range(cfg.grad_accum):
-            idx = run.batch_indices(step * cfg.grad_accum + micro, len(texts), cfg.batch_size)
+        for micro, i in micro_steps.micro_steps(step):
+            idx = run.batch_indices(i, len(texts), cfg.batch_size)
             features = core.tokenize([texts[i] for i in idx.tolist()], device=run.device)
             with run.accumulate(model, micro):
                 logits = model(**features)
@@ -336,13 +352,9 @@ def markdown(summary: list[dict], eval_names: list[str], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = validate(parse_config(ClassifyConfig, argv))
-    negatives = {how: build_counterfactual(cfg.counterfactual if how == "counterfactual" else how)  # bad specs fail
-                 for how in cfg.augment if how != "none" and not how.startswith("human:")}  # here, before any loading
+    negatives = build_negatives(cfg)
     train = load_labeled_texts(cfg.train, cfg.train_split, cfg.label_map)
     evals = {name: load_labeled_texts(src, split, cfg.label_map) for name, (src, split) in parse_eval_specs(cfg.eval).items()}
-    for how in cfg.augment:
-        if how.startswith("human:") and not Path(how.split(":", 1)[1]).is_file():
-            raise FileNotFoundError(f"--augment {how}: file not found")
     acc = make_accelerator(cfg)
     with Run(cfg, acc, job="classify") as run:
         humans = [Path(how.split(":", 1)[1]) for how in cfg.augment if how.startswith("human:")]
@@ -351,20 +363,33 @@ def main(argv: list[str] | None = None) -> dict:
         acc.print(f"train: {train.name} ({len(train)}: {train.counts()}); eval: "
                   + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
         if cfg.mode == "probe":
-            embed = CachedEncoder(cfg) if run.is_main else None  # the model loads before anything is written
-            run.restore()
-            rows = run_probe(cfg, embed, train, evals, negatives) if run.is_main else []
+            rows = probe_mode(cfg, run, train, evals, negatives)
         else:
             rows = run_finetune(cfg, run, train, evals, negatives)
-        names = list(evals)
-        summary = summarise(rows, names) if run.is_main else []
-        title = f"{cfg.mode}: {cfg.model} on {train.name}"
-        if run.is_main:
-            table = markdown(summary, names, title)
-            (run.out_dir / "results.md").write_text(table)
-            print(table)
-        return run.finish({"task": "classify", "mode": cfg.mode, "train": train.name, "eval": {k: v.name for k, v in evals.items()},
-                           "summary": summary, "rows": rows})
+        return report(cfg, run, train, evals, rows)
+
+
+def probe_mode(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts],
+              negatives: dict) -> list[dict]:
+    """Probe mode: frozen embeddings and logistic regressions on the main process; no training loop, no
+    checkpoints (``validate`` refuses ``--resume``). The encoder loads first, so a bad model writes nothing;
+    then the run folder is started (``config.json``) -- ``Run.restore`` with no objects is that start."""
+    embed = CachedEncoder(cfg) if run.is_main else None
+    run.restore()
+    return run_probe(cfg, embed, train, evals, negatives) if run.is_main else []
+
+
+def report(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], rows: list[dict]
+           ) -> dict:
+    """``results.md`` (the summary table) and ``results.json`` (summary and per-seed rows)."""
+    names = list(evals)
+    summary = summarise(rows, names) if run.is_main else []
+    if run.is_main:
+        table = markdown(summary, names, f"{cfg.mode}: {cfg.model} on {train.name}")
+        (run.out_dir / "results.md").write_text(table)
+        print(table)
+    return run.finish({"task": "classify", "mode": cfg.mode, "train": train.name,
+                       "eval": {k: v.name for k, v in evals.items()}, "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":

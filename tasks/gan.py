@@ -17,15 +17,18 @@ extractor, cached reference statistics), optional D-anomaly AUROC -> final model
 before D, each with its own draws; G's samples in the G step, gradients flowing through it), so "jigsaw as
 negative" (``--nda jigsaw``) and "jigsaw as positive" (``--nda none --augment jigsaw``) differ by one flag.
 
-Randomness: step ``s`` has ``(n_dis + 1) * grad_accum`` phases (D micro-batches, then G's); phase ``i`` draws noise,
-NDA and augmentation from ``run.generator(stream, i)``, a pure function of ``(seed, i, rank)``: no RNG state is
-checkpointed, and a resumed run (any number of processes) replays the uninterrupted one exactly.
+Randomness: step ``s`` has ``(n_dis + 1) * grad_accum`` phases (D micro-batches, then G's; one
+``MicroSchedule`` of :mod:`nda.run.schedule` numbers them); phase ``i`` draws noise, NDA and augmentation
+from ``run.generator(stream, i)``, a pure function of ``(seed, i, rank)``: no RNG state is checkpointed, and
+a resumed run (any number of processes) replays the uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from nda.models.gan_train import discriminator_step, generator_step, image_sampl
 from nda.objectives import DiscriminatorNegativeLoss
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag
+from nda.run.schedule import MicroSchedule
 
 ARCH_DEFAULTS = {
     # SNGAN (Miyato et al. 2018) CIFAR hinge settings; DCGAN: a small net that learns fast on CPU
@@ -104,23 +108,44 @@ def image_spec(flag: str, spec: str | None):
     return nda.build(spec, modality="image", argument=flag) if spec is not None else None
 
 
+@contextmanager
+def flags_named(**flags: str) -> Iterator[None]:
+    """The errors of objects built inside, re-raised under the flag the user typed: an object's message starts
+    with its parameter's name (``mode must be ...``), which becomes the flag (``--nda-mode must be ...``)."""
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        text = str(err)
+        for param, name in flags.items():
+            if text.startswith(param + " "):
+                raise ValueError(name + text[len(param):]) from None
+        raise ValueError(f"{' / '.join(flags.values())}: {text}") from None
+
+
+def objectives(cfg: GANConfig) -> tuple:
+    """``(negative, augment, criterion)`` built from the flags; their own checks fail under the flag's name."""
+    negative, augment = image_spec("--nda", cfg.nda), image_spec("--augment", cfg.augment)
+    with flags_named(loss="--loss", fake_weight="--fake-weight", negative_weight="--negative-weight",
+                     mode="--nda-mode"):
+        criterion = DiscriminatorNegativeLoss(cfg.loss, cfg.fake_weight, cfg.negative_weight, mode=cfg.nda_mode)
+    return negative, augment, criterion if negative is not None else DiscriminatorNegativeLoss.plain(cfg.loss)
+
+
 def validate(cfg: GANConfig) -> GANConfig:
-    """Fill the --arch defaults and check every flag: a bad invocation fails before any folder is touched."""
+    """Fill the --arch defaults, then build what the flags describe (negatives, loss, image size) and check the
+    rest: a bad invocation fails before any folder is touched."""
     cfg.check_run_fields()
     check_choice(cfg, "arch", tuple(ARCH_DEFAULTS))
     cfg = dataclasses.replace(cfg, **{k: v if getattr(cfg, k) is None else getattr(cfg, k)
                                       for k, v in ARCH_DEFAULTS[cfg.arch].items()})
-    check_choice(cfg, "loss", ("hinge", "bce"))
-    check_choice(cfg, "nda_mode", ("separate", "mix"))
+    objectives(cfg)
+    with flags_named(image_size="--image-size"):
+        check_image_size(cfg.image_size)
     check_choice(cfg, "channels", (None, 1, 3))
     check_choice(cfg, "extractor", EXTRACTOR_NAMES)
     check_positive(cfg, "batch_size", "n_dis", "z_dim", "g_ch", "d_ch", *(("limit",) if cfg.limit is not None else ()))
-    check_non_negative(cfg, "sample_every", "eval_every", "ema_start", "eval_samples", "fake_weight", "negative_weight")
+    check_non_negative(cfg, "sample_every", "eval_every", "ema_start", "eval_samples")
     check_finite(cfg, "lr_g", "lr_d", "beta1", "beta2", "ema_decay", "augment_p")
-    try:
-        check_image_size(cfg.image_size)
-    except ValueError as err:
-        raise ValueError(f"--image-size: {err}") from None
     for name in ("lr_g", "lr_d"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"{flag(name)} must be > 0, got {getattr(cfg, name)}")
@@ -144,9 +169,7 @@ def validate(cfg: GANConfig) -> GANConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = validate(parse_config(GANConfig, argv))
-    negative, augment = image_spec("--nda", cfg.nda), image_spec("--augment", cfg.augment)
-    criterion = (DiscriminatorNegativeLoss(cfg.loss, cfg.fake_weight, cfg.negative_weight, mode=cfg.nda_mode)
-                 if negative is not None else DiscriminatorNegativeLoss.plain(cfg.loss))
+    negative, augment, criterion = objectives(cfg)
     acc = make_accelerator(cfg)
     with Run(cfg, acc, job="gan") as run:
         # ------------------------------------------------------------------------------------- data
@@ -178,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
         fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(1234)).to(run.device)
         fixed_y = (torch.arange(64) % num_classes).to(run.device) if num_classes else None
         D_local = acc.unwrap_model(D)  # G step: D's gradients are discarded, so no DDP all-reduce of them
-        phases = (cfg.n_dis + 1) * cfg.grad_accum  # random-draw phases per step: D micro-batches, then G's
+        phases = MicroSchedule(cfg.grad_accum, updates=cfg.n_dis + 1)  # random draws: n_dis D updates, then G's
+        batches = MicroSchedule(cfg.grad_accum, updates=cfg.n_dis)  # data order: the D micro-batches only
         aug = dict(augment=augment, augment_p=cfg.augment_p)
         scale = 1.0 / cfg.grad_accum
 
@@ -191,9 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
             G.train()
             for k in range(cfg.n_dis):
                 opt_d.zero_grad(set_to_none=True)  # also drops the D gradients left by the G step
-                for a in range(cfg.grad_accum):
-                    phase = step * phases + k * cfg.grad_accum + a
-                    idx = run.batch_indices((step * cfg.n_dis + k) * cfg.grad_accum + a, len(train), cfg.batch_size)
+                for a, phase in phases.micro_steps(step, k):
+                    idx = run.batch_indices(batches.index(step, k, a), len(train), cfg.batch_size)
                     y = labels[idx.to(run.device, non_blocking=True)] if num_classes else None
                     with run.accumulate(D, a):
                         parts = discriminator_step(
@@ -202,10 +225,10 @@ def main(argv: list[str] | None = None) -> dict:
                             loss_scale=scale, backward=acc.backward, **draws(phase), **aug)
                 opt_d.step()
             opt_g.zero_grad(set_to_none=True)
-            for a in range(cfg.grad_accum):
+            for a, phase in phases.micro_steps(step, cfg.n_dis):
                 with run.accumulate(G, a):
                     parts.update(generator_step(G, D_local, cfg.loss, loss_scale=scale, backward=acc.backward,
-                                                **draws(step * phases + cfg.n_dis * cfg.grad_accum + a), **aug))
+                                                **draws(phase), **aug))
             opt_g.step()
             ema.update(acc.unwrap_model(G))
             if run.log_due:  # one all-reduce of every logged scalar, then one host copy

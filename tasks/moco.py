@@ -42,7 +42,7 @@ from nda.models.moco_step import NDA_SOURCES, STAT_NAMES, enqueue_keys, moco_ste
 from nda.objectives.contrastive import ContrastiveNegativeLoss
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
-from nda.run.schedule import set_lr, warmup_lr
+from nda.run.schedule import MicroSchedule, set_lr, warmup_lr
 from nda.vision.augment import MoCoV2Augment
 
 
@@ -98,7 +98,8 @@ class MoCoConfig(RunConfig):
 
 
 def validate(cfg: MoCoConfig) -> MoCoConfig:
-    """Every flag checked before anything is loaded or written (the queue against the world: :func:`check_world`)."""
+    """Every flag checked before anything is loaded or written, the --nda spec by building it (the queue against
+    the world: :func:`check_world`)."""
     cfg.check_run_fields()
     check_positive(cfg, "batch_size", "dim", "queue_size", "bn_splits", "knn_k", "eval_batch_size", "probe_epochs")
     check_non_negative(cfg, "knn_every", "warmup_steps", "nda_k", "weight_decay")
@@ -119,7 +120,7 @@ def validate(cfg: MoCoConfig) -> MoCoConfig:
     for name in ("momentum", "sgd_momentum"):
         if not 0 <= getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")
-    if cfg.nda.strip().lower() != "none" and cfg.nda_k == 0:
+    if build_negative(cfg.nda) is not None and cfg.nda_k == 0:  # the spec built here: its errors name --nda
         raise ValueError("--nda-k must be >= 1 when --nda is set (use --nda none for plain MoCo)")
     return cfg
 
@@ -187,13 +188,13 @@ def main(argv: list[str] | None = None) -> dict:
 
         # ----------------------------------------------------------------------------------- loop
         t0, monitor_seconds = time.time(), 0.0
+        micro_steps = MicroSchedule(cfg.grad_accum)
         model.train()
         for step in run.loop():
             set_lr(optimizer, lr_at(step, cfg))
             moco.momentum_update()  # k = m k + (1 - m) q, before this step's keys (as in MoCo)
             stats = torch.zeros(len(STAT_NAMES), device=device) if run.log_due else None
-            for micro in range(cfg.grad_accum):
-                i = step * cfg.grad_accum + micro  # global micro-step: data order and draws are functions of it
+            for micro, i in micro_steps.micro_steps(step):  # i: data order and draws are functions of it
                 x = train.take(run.batch_indices(i, len(train), cfg.batch_size), device)  # uint8 on the device
                 with run.accumulate(model, micro):
                     out = moco_step(model, moco, criterion, augment, negative, x, K, nda_source=cfg.nda_source,

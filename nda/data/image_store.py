@@ -1,8 +1,8 @@
 """The runtime side of an image set: :class:`ImageData` and its per-step :meth:`ImageData.take`.
 
-Why its own module: :mod:`nda.data.images` finds, decodes and caches a source; this module is what a
-training step touches -- a uint8 ``(N, C, H, W)`` set held in RAM, or rows read on demand from the finished
-``.npy`` cache (:class:`MappedImages`) -- and must stay small and fast.
+Why its own module: :mod:`nda.data.images` (with its ``image_*`` parts) finds, decodes and caches a source;
+this module is what a training step touches -- a uint8 ``(N, C, H, W)`` set held in RAM, or rows read on
+demand from the finished ``.npy`` cache (:class:`MappedImages`) -- and must stay small and fast.
 
 RAM or memory-mapped, chosen by size: up to :data:`IN_MEMORY_MAX_BYTES` (2 GiB of pixels; environment
 ``NDA_IN_MEMORY_MAX_BYTES``) a set is read into RAM, because a gather from a RAM (or device) tensor is the

@@ -166,3 +166,20 @@ def test_probe_groups_keep_an_original_and_its_counterfactual_in_one_fold():
     assert res.cv_accuracy and res.C in res.cv_accuracy
     with pytest.raises(ValueError, match="groups has 3 entries"):
         logistic_probe(x, y, {}, groups=[0, 1, 2])
+
+
+def test_probe_mode_checks_everything_before_loading_and_refuses_resume(data, tmp_path, monkeypatch):
+    """Issue 20 item 4: probe mode has nothing to resume (it used to load the data, then fail with 'no complete
+    checkpoint'); a missing human file and a non-text --augment spec fail in validate, naming --augment."""
+    def never(*args, **kwargs):
+        raise AssertionError("data was loaded before the flags were checked")
+
+    monkeypatch.setattr(classify, "load_labeled_texts", never)
+    base = ["--train", str(data["train"]), "--model", "tiny-random", "--out-dir", str(tmp_path / "x")]
+    with pytest.raises(ValueError, match="--resume: --mode probe trains nothing"):
+        classify.main(base + ["--resume"])
+    with pytest.raises(FileNotFoundError, match="--augment human:.*missing.tsv: file not found"):
+        classify.main(base + ["--augment", f"human:{tmp_path / 'missing.tsv'}"])
+    with pytest.raises(ValueError, match="^--augment 'jigsaw' contains the image negative"):
+        classify.main(base + ["--augment", "none,jigsaw"])
+    assert not (tmp_path / "x").exists()

@@ -180,3 +180,37 @@ def test_eval_gan_on_a_run(tmp_path):
     assert (out / "eval_results.json").is_file()
     again = eval_gan.main(args)  # same seed, cached reference statistics: the same numbers
     assert again["fid"]["value"] == pytest.approx(res["fid"]["value"], rel=1e-6)
+
+
+def test_validate_builds_the_loss_and_names_the_flag_of_its_errors(tmp_path):
+    """Issue 20 item 4: validate() builds the discriminator loss (no restated rules), so what only the loss
+    refused (both weights 0: D would never see a fake) is now a validation error naming the flag."""
+    def cfg(*extra):
+        return gan.parse_config(gan.GANConfig, TINY + ["--out-dir", str(tmp_path / "r"), *extra])
+
+    with pytest.raises(ValueError, match=r"^--fake-weight and negative_weight are both 0"):
+        gan.validate(cfg("--fake-weight", "0", "--negative-weight", "0"))
+    with pytest.raises(ValueError, match=r"^--nda-mode must be 'separate' or 'mix', got 'both'"):
+        gan.validate(cfg("--nda-mode", "both"))
+    with pytest.raises(ValueError, match=r"^--image-size must be a power of two"):
+        gan.validate(cfg("--image-size", "48"))
+
+
+def test_micro_schedule_is_the_phase_arithmetic_the_jobs_wrote_by_hand():
+    """Issue 20 item 4: one helper for the (phase, micro-step) schedule; its indices are exactly the old
+    ``step * phases + k * grad_accum + a`` (random draws) and ``(step * n_dis + k) * grad_accum + a`` (data)."""
+    from nda.run.schedule import MicroSchedule
+
+    for n_dis, accum in ((1, 1), (5, 1), (2, 3)):
+        phases, batches = MicroSchedule(accum, updates=n_dis + 1), MicroSchedule(accum, updates=n_dis)
+        for step in range(4):
+            for k in range(n_dis + 1):
+                got = list(phases.micro_steps(step, k))
+                assert got == [(a, step * (n_dis + 1) * accum + k * accum + a) for a in range(accum)]
+                if k < n_dis:
+                    assert [batches.index(step, k, a) for a in range(accum)] == \
+                        [(step * n_dis + k) * accum + a for a in range(accum)]
+    assert [i for _, i in MicroSchedule(2).micro_steps(3)] == [6, 7]  # moco / classify: step * grad_accum + micro
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="grad_accum must be an int >= 1"):
+            MicroSchedule(bad)
