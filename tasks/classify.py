@@ -139,6 +139,48 @@ def build_counterfactual(spec: str, flag: str = "--counterfactual"):
     return negative
 
 
+def main(argv: list[str] | None = None) -> dict:
+    cfg = validate(parse_config(ClassifyConfig, argv))
+    negatives = build_negatives(cfg)
+    train = load_labeled_texts(cfg.train, cfg.train_split, cfg.label_map)
+    evals = {name: load_labeled_texts(src, split, cfg.label_map) for name, (src, split) in parse_eval_specs(cfg.eval).items()}
+    acc = make_accelerator(cfg)
+    with Run(cfg, acc, job="classify") as run:
+        humans = [Path(how.split(":", 1)[1]) for how in cfg.augment if how.startswith("human:")]
+        run.bind_data(lambda: data_fingerprint(train.texts, train.labels, [sha256_file(p) for p in humans]),
+                      f"{train.name} ({len(train)} texts)" + "".join(f" + {p.name}" for p in humans))
+        acc.print(f"train: {train.name} ({len(train)}: {train.counts()}); eval: "
+                  + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
+        if cfg.mode == "probe":
+            rows = probe_mode(cfg, run, train, evals, negatives)
+        else:
+            rows = run_finetune(cfg, run, train, evals, negatives)
+        return report(cfg, run, train, evals, rows)
+
+
+def probe_mode(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts],
+              negatives: dict) -> list[dict]:
+    """Probe mode: frozen embeddings and logistic regressions on the main process; no training loop, no
+    checkpoints (``validate`` refuses ``--resume``). The encoder loads first, so a bad model writes nothing;
+    then the run folder is started (``config.json``) -- ``Run.restore`` with no objects is that start."""
+    embed = CachedEncoder(cfg) if run.is_main else None
+    run.restore()
+    return run_probe(cfg, embed, train, evals, negatives) if run.is_main else []
+
+
+def report(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], rows: list[dict]
+           ) -> dict:
+    """``results.md`` (the summary table) and ``results.json`` (summary and per-seed rows)."""
+    names = list(evals)
+    summary = summarise(rows, names) if run.is_main else []
+    if run.is_main:
+        table = markdown(summary, names, f"{cfg.mode}: {cfg.model} on {train.name}")
+        (run.out_dir / "results.md").write_text(table)
+        print(table)
+    return run.finish({"task": "classify", "mode": cfg.mode, "train": train.name,
+                       "eval": {k: v.name for k, v in evals.items()}, "summary": summary, "rows": rows})
+
+
 # ----------------------------------------------------------------------------------------- augmentation
 def augmentation(how: str, train: LabeledTexts, chosen: list[int], cfg: ClassifyConfig, negatives: dict, seed: int) -> LabeledTexts:
     """The extra (counterfactual) examples ``how`` adds for the chosen training originals."""
@@ -348,48 +390,6 @@ def markdown(summary: list[dict], eval_names: list[str], title: str) -> str:
         cells += [f"{r[f'acc_{n}']:.2f} ± {r[f'sd_{n}']:.2f}" if f"acc_{n}" in r else "-" for n in eval_names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> dict:
-    cfg = validate(parse_config(ClassifyConfig, argv))
-    negatives = build_negatives(cfg)
-    train = load_labeled_texts(cfg.train, cfg.train_split, cfg.label_map)
-    evals = {name: load_labeled_texts(src, split, cfg.label_map) for name, (src, split) in parse_eval_specs(cfg.eval).items()}
-    acc = make_accelerator(cfg)
-    with Run(cfg, acc, job="classify") as run:
-        humans = [Path(how.split(":", 1)[1]) for how in cfg.augment if how.startswith("human:")]
-        run.bind_data(lambda: data_fingerprint(train.texts, train.labels, [sha256_file(p) for p in humans]),
-                      f"{train.name} ({len(train)} texts)" + "".join(f" + {p.name}" for p in humans))
-        acc.print(f"train: {train.name} ({len(train)}: {train.counts()}); eval: "
-                  + ", ".join(f"{k} ({len(v)})" for k, v in evals.items()))
-        if cfg.mode == "probe":
-            rows = probe_mode(cfg, run, train, evals, negatives)
-        else:
-            rows = run_finetune(cfg, run, train, evals, negatives)
-        return report(cfg, run, train, evals, rows)
-
-
-def probe_mode(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts],
-              negatives: dict) -> list[dict]:
-    """Probe mode: frozen embeddings and logistic regressions on the main process; no training loop, no
-    checkpoints (``validate`` refuses ``--resume``). The encoder loads first, so a bad model writes nothing;
-    then the run folder is started (``config.json``) -- ``Run.restore`` with no objects is that start."""
-    embed = CachedEncoder(cfg) if run.is_main else None
-    run.restore()
-    return run_probe(cfg, embed, train, evals, negatives) if run.is_main else []
-
-
-def report(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], rows: list[dict]
-           ) -> dict:
-    """``results.md`` (the summary table) and ``results.json`` (summary and per-seed rows)."""
-    names = list(evals)
-    summary = summarise(rows, names) if run.is_main else []
-    if run.is_main:
-        table = markdown(summary, names, f"{cfg.mode}: {cfg.model} on {train.name}")
-        (run.out_dir / "results.md").write_text(table)
-        print(table)
-    return run.finish({"task": "classify", "mode": cfg.mode, "train": train.name,
-                       "eval": {k: v.name for k, v in evals.items()}, "summary": summary, "rows": rows})
 
 
 if __name__ == "__main__":
