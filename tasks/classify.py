@@ -162,9 +162,9 @@ def probe_mode(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[s
               negatives: dict) -> list[dict]:
     """Probe mode: frozen embeddings and logistic regressions on the main process; no training loop, no
     checkpoints (``validate`` refuses ``--resume``). The encoder loads first, so a bad model writes nothing;
-    then the run folder is started (``config.json``) -- ``Run.restore`` with no objects is that start."""
+    then the run folder is started (``config.json``)."""
     embed = CachedEncoder(cfg) if run.is_main else None
-    run.restore()
+    run.start()
     return run_probe(cfg, embed, train, evals, negatives) if run.is_main else []
 
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +39,7 @@ from nda.models.gan import EMA, build_gan, check_image_size
 from nda.models.gan_train import discriminator_step, generator_step, image_sampler, sample_noise
 from nda.objectives import DiscriminatorNegativeLoss
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
-from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag
+from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag, flags_named
 from nda.run.schedule import MicroSchedule
 
 ARCH_DEFAULTS = {
@@ -106,20 +104,6 @@ class GANConfig(RunConfig):
 def image_spec(flag: str, spec: str | None):
     """``nda.build(spec)`` (None for none) whose every member is an image transform, or a ValueError naming ``flag``."""
     return nda.build(spec, modality="image", argument=flag) if spec is not None else None
-
-
-@contextmanager
-def flags_named(**flags: str) -> Iterator[None]:
-    """The errors of objects built inside, re-raised under the flag the user typed: an object's message starts
-    with its parameter's name (``mode must be ...``), which becomes the flag (``--nda-mode must be ...``)."""
-    try:
-        yield
-    except (ValueError, TypeError) as err:
-        text = str(err)
-        for param, name in flags.items():
-            if text.startswith(param + " "):
-                raise ValueError(name + text[len(param):]) from None
-        raise ValueError(f"{' / '.join(flags.values())}: {text}") from None
 
 
 def objectives(cfg: GANConfig) -> tuple:

@@ -1,6 +1,6 @@
 """Imports only point down the layers (README "Layers"): a module that imports upward fails here.
 
-    core (nda/*.py: base, registry, compose, sampling, distributed, reporting)
+    core (nda/*.py: base, registry, compose, sampling, distributions, files, distributed, reporting)
       <- vision | text                      (never each other)
       <- objectives                         (logits / embeddings only: no pixels, no strings)
       <- metrics | integrations | models | data | run
@@ -22,7 +22,7 @@ LAYER = {
     "core": 0,
     "vision": 1, "text": 1,
     "objectives": 2,
-    "metrics": 3, "integrations": 3, "models": 3, "data": 3, "run": 3, "training": 3,
+    "metrics": 3, "integrations": 3, "models": 3, "data": 3, "run": 3,
     "cli": 4, "__main__": 4,
 }
 

@@ -35,17 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from nda.data.cache import (
-    CacheWriteError,
-    ResumableArray,
-    atomic_write_text,
-    check_npy,
-    file_lock,
-    short_hash,
-    span_digest,
-    writing,
-)
+from nda.data.cache import CacheWriteError, ResumableArray, check_npy, span_digest, writing
 from nda.data.image_store import ImageData, MappedImages, in_memory_max_bytes, resolve_reader
+from nda.files import atomic_path, atomic_write_text, file_lock, short_hash
 
 __all__ = ["CACHE_VERSION", "Plan", "RamArray", "build_image_cache", "cached", "check_entry", "entry_base",
            "open_image_cache", "open_mapped", "subset"]
@@ -225,13 +217,8 @@ def _write_entry(base: Path, key: str, plan: Plan) -> None:
         writer.finish()
     finally:
         writer.close()
-    tmp = f["labels"].with_name(f".{f['labels'].name}.tmp{os.getpid()}.npy")
-    with writing(f["labels"], "image cache file"):
-        with open(tmp, "wb") as fh:
-            np.save(fh, plan.labels.astype(np.int64))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, f["labels"])
+    with writing(f["labels"], "image cache file"), atomic_path(f["labels"]) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, plan.labels.astype(np.int64))
     shape = (plan.n, *plan.chw)
     total = int(np.prod(shape))
     span = min(_CHECK_SPAN, total)

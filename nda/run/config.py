@@ -7,18 +7,19 @@ resumed run is compared against, so the three can never disagree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 __all__ = ["RunConfig", "parse_config", "flag", "check_positive", "check_non_negative", "check_choice",
-           "check_finite"]
+           "check_finite", "flags_named"]
 
 C = TypeVar("C")
 
@@ -83,6 +84,29 @@ class RunConfig:
 
 
 # ----------------------------------------------------------------------------------------- validators
+@contextlib.contextmanager
+def flags_named(**flags: str) -> Iterator[None]:
+    """The errors of objects built inside, re-raised under the flag the user typed: an object's message starts
+    with its parameter's name (``mode must be ...``), which becomes the flag (``--nda-mode must be ...``).
+
+    Why: a job's ``validate`` builds its objects instead of restating their rules, and the user still reads the
+    flag they typed.
+
+    >>> with flags_named(mode="--nda-mode"):
+    ...     raise ValueError("mode must be 'separate' or 'mix', got 'both'")
+    Traceback (most recent call last):
+    ValueError: --nda-mode must be 'separate' or 'mix', got 'both'
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        text = str(err)
+        for param, name in flags.items():
+            if text.startswith(param + " "):
+                raise ValueError(name + text[len(param):]) from None
+        raise ValueError(f"{' / '.join(flags.values())}: {text}") from None
+
+
 def _values(cfg: Any, names: Iterable[str]) -> Iterable[tuple[str, Any]]:
     for name in names:
         yield name, getattr(cfg, name)

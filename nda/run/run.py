@@ -234,6 +234,14 @@ class Run:
         if self._restored and self.is_main:
             self.folder.record(data={name: record})
 
+    def start(self) -> None:
+        """Start a run that trains nothing and keeps no checkpoints (a probe, an evaluation): ``config.json``
+        written, an ``--overwrite``'d folder cleared, as :meth:`restore` does; ``--resume`` has nothing to continue."""
+        if self.mode == "resume":
+            raise RunFolderError(f"--resume: the {self.job} run in {self.out_dir} trains nothing and keeps no "
+                                 "checkpoints to continue from; run it again with --overwrite")
+        self.restore()
+
     def restore(self, **objects: Any) -> int:
         """Start the run with everything built: ``objects`` are what a checkpoint holds (prepared models,
         optimizers, an EMA, ...: anything with ``state_dict``/``load_state_dict`` of tensors and plain values).
