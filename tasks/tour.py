@@ -330,10 +330,11 @@ def figure(path: Path, text: dict, image: dict) -> None:
                yerr=[binomial_halfwidth(a[key], n) for a in text["arms"]], capsize=3)
     ax.axhline(50, color="gray", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(list(xs), [a["arm"].replace(" (", "\n(") for a in text["arms"]], fontsize=8)
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 115)  # room for the legend above the bars
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("accuracy %")
     ax.set_title("IMDb sentiment probe (CAD dev; 95% intervals)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -367,7 +368,9 @@ def main(argv: list[str] | None = None) -> dict:
               + text_markdown(text) + "\n" + image_markdown(image, cfg))
         figure(folder.path / "tour.png", text, image)
         wall = round(time.monotonic() - start, 1)
-        md += f"\nFigure: `{folder.path / 'tour.png'}`. Wall time of this session: {wall:.0f} s.\n"
+        kept = [name for name, r in results.items() if r["tour_wall_s"] is None]
+        md += (f"\nFigure: `{folder.path / 'tour.png'}`. Wall time of this session: {wall:.0f} s"
+               + (f" ({', '.join(kept)} kept from an earlier session).\n" if kept else ".\n"))
         report = {"task": "tour", "config": saved_config(cfg), "text": text, "image": image, "wall_s": wall,
                   "paper": PAPER, "figure": str(folder.path / "tour.png")}
         save_report(folder.path / "tour.json", report, md)
