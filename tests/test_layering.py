@@ -4,7 +4,7 @@
       <- vision | text                      (never each other)
       <- objectives                         (logits / embeddings only: no pixels, no strings)
       <- metrics | integrations | models | data | run
-      <- cli, tasks/ (jobs), benchmarks/    (tasks never import tasks)
+      <- cli, jobs (nda/jobs: jobs never import jobs), tasks/ (shims), benchmarks/
 
 Every import statement counts, including lazy ones inside functions (registry entries are strings, not
 imports, which is how core can name the built-in negatives without importing them).
@@ -23,7 +23,7 @@ LAYER = {
     "vision": 1, "text": 1,
     "objectives": 2,
     "metrics": 3, "integrations": 3, "models": 3, "data": 3, "run": 3,
-    "cli": 4, "__main__": 4,
+    "cli": 4, "__main__": 4, "jobs": 4,
 }
 
 
@@ -48,8 +48,9 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
+            here = ROOT / node.module.replace(".", "/")
             found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names
-                      if (ROOT / node.module.replace(".", "/") / a.name).is_dir()]
+                      if (here / a.name).is_dir() or (here / f"{a.name}.py").is_file()]
     return found
 
 
@@ -90,21 +91,36 @@ def test_the_checker_finds_upward_sideways_and_lazy_imports(tmp_path):
     assert _violations("models", _imports(probe)) == []
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "tasks").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")),
+JOB_FILES = sorted((ROOT / "nda" / "jobs").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", JOB_FILES + sorted((ROOT / "tasks").glob("*.py")) + sorted((ROOT / "benchmarks").glob("*.py")),
                          ids=lambda p: str(p.relative_to(ROOT)))
 def test_jobs_never_import_jobs_or_patch_sys_path(path):
     text = path.read_text()
     assert "sys.path.insert" not in text and "sys.path.append" not in text, f"{path.name} patches sys.path"
-    tasks = {p.stem for p in (ROOT / "tasks").glob("*.py")}
+    jobs = {p.stem for p in JOB_FILES} - {"__init__"}
+    own = f"nda.jobs.{path.stem}" if path.parent.name in ("jobs", "tasks") else None
     for line, target in _imports(path):
         top = target.split(".")[0]
-        assert top != "tasks" and top not in tasks, f"{path.name}:{line} imports the job {target}"
+        assert top != "tasks" and top not in jobs, f"{path.name}:{line} imports the job {target}"
+        if target.startswith("nda.jobs.") and target != own:
+            raise AssertionError(f"{path.name}:{line} imports the job {target}")
+
+
+def test_a_shim_is_its_job():
+    """``tasks/<job>.py`` only runs or re-exports ``nda.jobs.<job>``: a job lives in one place."""
+    for shim in sorted((ROOT / "tasks").glob("*.py")):
+        imported = {target for _, target in _imports(shim) if target.startswith("nda.")}
+        assert imported == {"nda.jobs", f"nda.jobs.{shim.stem}"}, f"{shim.name} imports {sorted(imported)}"
+        assert len(shim.read_text().splitlines()) <= 12, f"{shim.name} is more than a shim"
 
 
 def test_tests_mirror_the_package():
     """tests/<area>/ for every nda/<area>/ (tests/core for nda/*.py), plus tests/tasks for the jobs and
     tests/reliability for adversarial cases that cross areas (bad files, interrupted runs, odd inputs)."""
     areas = {p.name for p in (ROOT / "nda").iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    areas = {"tasks" if a == "jobs" else a for a in areas}  # the jobs' tests are tests/tasks
     folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
     assert areas | {"core", "tasks", "reliability"} == folders, f"package areas {sorted(areas)} vs test folders {sorted(folders)}"
     stray = [p.name for p in (ROOT / "tests").glob("test_*.py") if p.name not in ("test_layering.py", "test_readme.py", "test_packaging.py")]
