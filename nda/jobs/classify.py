@@ -32,6 +32,7 @@ import nda
 from nda.data.cache import sha256_file
 from nda.data.labeled_text import (LABEL_NAMES, LabeledTexts, load_counterfactual_pairs, load_labeled_texts,
                                    subset_per_class)
+from nda.reporting import plot_metrics
 from nda.run import Run, RunConfig, cli, data_fingerprint, parse_config
 from nda.run.config import check_choice, check_non_negative, check_positive
 from nda.run.run import make_accelerator
@@ -170,15 +171,21 @@ def probe_mode(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[s
 
 def report(cfg: ClassifyConfig, run: Run, train: LabeledTexts, evals: dict[str, LabeledTexts], rows: list[dict]
            ) -> dict:
-    """``results.md`` (the summary table) and ``results.json`` (summary and per-seed rows)."""
+    """``results.md`` (the summary table), ``results.json`` (summary and per-seed rows) and, in finetune mode,
+    ``loss_plot.png`` (probe mode has no training curve)."""
     names = list(evals)
     summary = summarise(rows, names) if run.is_main else []
     if run.is_main:
         table = markdown(summary, names, f"{cfg.mode}: {cfg.model} on {train.name}")
         (run.out_dir / "results.md").write_text(table)
         print(table)
-    return run.finish({"task": "classify", "mode": cfg.mode, "train": train.name,
-                       "eval": {k: v.name for k, v in evals.items()}, "summary": summary, "rows": rows})
+    out = run.finish({"task": "classify", "mode": cfg.mode, "train": train.name,
+                      "eval": {k: v.name for k, v in evals.items()}, "summary": summary, "rows": rows})
+    if cfg.mode == "finetune" and run.is_main:
+        plot_metrics(run.out_dir / "metrics.csv", run.out_dir / "loss_plot.png",
+                     {"loss": ("loss",), "training batch accuracy": ("train_acc",),
+                      "eval accuracy (%)": tuple(f"acc_{name}" for name in names)})
+    return out
 
 
 # ----------------------------------------------------------------------------------------- augmentation

@@ -25,7 +25,6 @@ a resumed run (any number of processes) replays the uninterrupted one exactly.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +37,14 @@ from nda.metrics.extractors import EXTRACTOR_NAMES
 from nda.models.gan import EMA, build_gan, check_image_size
 from nda.models.gan_train import discriminator_step, generator_step, image_sampler, sample_noise
 from nda.objectives import DiscriminatorNegativeLoss
+from nda.reporting import plot_metrics
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive, flag, flags_named
 from nda.run.schedule import MicroSchedule
+
+# loss_plot.png: the losses, and the discriminator's mean outputs on real, generated and NDA images
+PLOT_COLUMNS = {"losses": ("loss_d", "loss_d_real", "loss_d_fake", "loss_d_negative", "loss_g"),
+                "mean discriminator logits": ("D(real)", "D(fake)", "D(neg)")}
 
 ARCH_DEFAULTS = {
     # SNGAN (Miyato et al. 2018) CIFAR hinge settings; DCGAN: a small net that learns fast on CPU
@@ -246,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
         if run.is_main:
             written = [run.out_dir / "results.json", run.out_dir / "metrics.csv", grid] + (
                 [run.out_dir / "models"] if finished else [])
-            if plot_losses(run.out_dir / "metrics.csv", run.out_dir / "loss_plot.png"):
+            if plot_metrics(run.out_dir / "metrics.csv", run.out_dir / "loss_plot.png", PLOT_COLUMNS,
+                            xlabel="generator step"):
                 written.append(run.out_dir / "loss_plot.png")
             acc.print("wrote " + ", ".join(str(p) for p in written))
             if "fid" in out:
@@ -304,32 +309,6 @@ def evaluate(cfg: GANConfig, run: Run, g_model, ref) -> dict:
             result = {"fid_error": str(err)}
     run.log({"fid": result.get("fid", {}).get("value"), "kid": result.get("kid", {}).get("value")})
     return result
-
-
-def plot_losses(csv_path: Path, png_path: Path) -> bool:
-    """Losses and the discriminator's mean outputs over training; True if the PNG was written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: loss_plot.png skipped (metrics.csv has the numbers)")
-        return False
-    with open(csv_path, newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r.get("loss_d")]
-    if not rows:
-        return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for ax, title, keys in ((axes[0], "losses", ("loss_d", "loss_d_real", "loss_d_fake", "loss_d_negative", "loss_g")),
-                            (axes[1], "mean discriminator logits", ("D(real)", "D(fake)", "D(neg)"))):
-        for key in (k for k in keys if rows[0].get(k)):
-            ax.plot([float(r["step"]) for r in rows], [float(r[key]) for r in rows], label=key)
-        ax.set_xlabel("generator step"), ax.set_title(title), ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return True
 
 
 def run(prog: str = "nda-gan") -> None:

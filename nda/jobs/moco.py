@@ -40,10 +40,16 @@ from nda.distributed import concat_all_gather
 from nda.models.moco import BN_MODES, MoCo, available_archs, check_queue_config
 from nda.models.moco_step import NDA_SOURCES, STAT_NAMES, enqueue_keys, moco_step, step_stats
 from nda.objectives.contrastive import ContrastiveNegativeLoss
+from nda.reporting import plot_metrics
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config, save_model
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.run.schedule import MicroSchedule, set_lr, warmup_lr
 from nda.vision.augment import MoCoV2Augment
+
+# loss_plot.png: the InfoNCE loss; the instance-discrimination accuracy and kNN monitor; the mean cosine
+# similarities of the query to its positive, its NDA negatives and the queue
+PLOT_COLUMNS = {"loss": ("loss",), "accuracy": ("instance_acc", "knn_top1"),
+                "mean cosine similarity": ("sim_positive", "sim_nda", "sim_queue")}
 
 
 @dataclass
@@ -251,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
                 })
                 acc.print(f"test ({test.name}): kNN top-1 {knn:.4f} | linear probe top-1 {probe:.4f}")
         out = run.finish(results)
+        if run.is_main:
+            plot_metrics(run.out_dir / "metrics.csv", run.out_dir / "loss_plot.png", PLOT_COLUMNS)
     acc.end_training()
     return out
 

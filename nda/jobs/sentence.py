@@ -50,9 +50,14 @@ import torch
 
 import nda
 from nda.data.pairs import names_a_test_split
+from nda.reporting import plot_metrics
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
 from nda.run.schedule import set_lr, warmup_lr
+
+# loss_plot.png: the loss and its terms; in-batch top-1 and the share of valid NDA negatives; STS Spearman x100
+PLOT_COLUMNS = {"losses": ("loss", "info_nce", "margin", "extra_positive"), "training batch": ("top1", "nda_valid_frac"),
+                "STS (Spearman x100)": ("sts_dev_spearman", "sts_test_spearman")}
 
 
 @dataclass
@@ -458,7 +463,10 @@ def main(argv: list[str] | None = None) -> dict:
                                  "metric": "Spearman x100 of cosine similarity vs gold scores (STS-B)"}})
         if results.get("final"):
             acc.print(results["final"])
-        return run.finish(results)
+        out = run.finish(results)
+        if run.is_main:
+            plot_metrics(run.out_dir / "metrics.csv", run.out_dir / "loss_plot.png", PLOT_COLUMNS)
+        return out
 
 
 def run(prog: str = "nda-sentence") -> None:

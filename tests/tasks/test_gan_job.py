@@ -46,7 +46,7 @@ def test_steps_are_finite_params_move_and_nda_only_when_asked(tmp_path):
             a, b = (first[name]["model"], last[name]["model"]) if name == "ema" else (first[name], last[name])
             assert any(v.is_floating_point() and not torch.equal(v, b[k]) for k, v in a.items()), name
         assert set(first) >= {"G", "D", "opt_g", "opt_d", "ema"} and first["ema"]["num_updates"] == 1
-        assert (out / "results.json").is_file() and (out / "loss_plot.png").is_file()
+        assert (out / "results.json").is_file() and (out / "loss_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / "config.json").is_file() and list((out / "samples").glob("*.png"))
         if spec == "jigsaw":
             assert any(r["loss_d_negative"] > 0 for r in rows) and "D(neg)" in rows[0]

@@ -194,4 +194,5 @@ def test_options_grad_accum_nda_on_images_into_the_queue(env):
     rows = _rows(out)
     assert [r["step"] for r in rows] == ["1", "2"] and all(r["knn_top1"] and r["sim_nda"] for r in rows)
     assert float(rows[1]["lr"]) < float(rows[0]["lr"])  # cosine
+    assert (out / "loss_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # every job draws its losses
     shutil.rmtree(out)

@@ -79,6 +79,7 @@ def test_task_trains_evaluates_and_saves_a_sentence_transformers_model(data, tmp
     assert [r["step"] for r in rows] == ["1", "2", "3"]
     assert [float(r["logits_per_anchor"]) for r in rows] == [4 + 4 * 2] * 3  # B in-batch + B*K shared NDA columns
     assert rows[1]["sts_dev_spearman"] and rows[2]["sts_test_spearman"] and not rows[0]["sts_dev_spearman"]
+    assert (run / "loss_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # every job draws its losses
     from sentence_transformers import SentenceTransformer
 
     from nda.metrics.sts import load_sts, sts_spearman
