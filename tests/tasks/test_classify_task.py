@@ -134,6 +134,7 @@ def test_two_process_finetune_interrupted_and_resumed_is_exact(data, tmp_path):
     res = json.loads((tmp_path / "cut" / "results.json").read_text())
     assert res["run"]["processes"] == 2 and res["run"]["resumed_from"].endswith("step_00000004")
     assert (tmp_path / "full" / "metrics.csv").read_text() == (tmp_path / "cut" / "metrics.csv").read_text()
+    assert (tmp_path / "full" / "loss_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # finetune plots its losses
 
 
 def test_review_regressions_pairs_identical_partners_and_missing_model(data, tmp_path):
