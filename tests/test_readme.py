@@ -24,5 +24,5 @@ def test_core_snippet_runs():
 def test_first_bash_block_has_the_main_job_and_the_test_command():
     lines = [line for line in _blocks("bash")[0].splitlines() if line.strip()]
     assert len(lines) == 2
-    assert "tasks/gan.py" in lines[0] and "pip install" in lines[0]
+    assert "tasks/tour.py" in lines[0] and "pip install" in lines[0] and ".[demo]" in lines[0]
     assert "pytest" in lines[1] and ".[dev]" in lines[1]
