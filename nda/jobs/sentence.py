@@ -53,7 +53,7 @@ from nda.data.pairs import names_a_test_split
 from nda.reporting import plot_metrics
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
-from nda.run.schedule import set_lr, warmup_lr
+from nda.run.schedule import MicroSchedule, set_lr, warmup_lr
 
 # loss_plot.png: the loss and its terms; in-batch top-1 and the share of valid NDA negatives; STS Spearman x100
 PLOT_COLUMNS = {"losses": ("loss", "info_nce", "margin", "extra_positive"), "training batch": ("top1", "nda_valid_frac"),
@@ -423,8 +423,7 @@ def main(argv: list[str] | None = None) -> dict:
             use = negative if negative is not None and uses_negatives(step, cfg.nda_every) else None
             extra = positive_maker if positive_maker is not None and uses_negatives(step, cfg.nda_positive_every) else None
             sums = torch.zeros(7, device=acc.device)  # loss, info_nce, margin, top1, usable NDA, extra loss, extra frac
-            for micro in range(cfg.grad_accum):
-                i = step * cfg.grad_accum + micro
+            for micro, i in MicroSchedule(cfg.grad_accum).micro_steps(step):
                 cols = batch_columns(corpus, run.batch_indices(i, len(corpus), cfg.batch_size).tolist())
                 batch = build_contrastive_batch(
                     encoder, cols[0], positives=cols[1] if cfg.mode == "sup" else None,
