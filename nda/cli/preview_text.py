@@ -93,8 +93,6 @@ def preview_texts(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------- CAD pairs
-
-# ------------------------------------------------------------------------------------------- CAD pairs
 def _cad_file(path: str) -> Path:
     """A CAD paired TSV: the file itself, or in a folder its ``dev_paired.tsv`` (else the first ``*_paired.tsv``).
     The file is read by :func:`nda.data.labeled_text.read_counterfactual_pairs` (its rule: the first row of a
