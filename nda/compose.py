@@ -269,7 +269,8 @@ def _parity(flips: list[list[frozenset[int]] | None]) -> str:
 def _unchanged(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``(B,)`` bool: sample equal to its input (exact for integer / bool dtypes, ``isclose`` for floats)."""
     if out.is_floating_point() or x.is_floating_point() or out.is_complex():
-        same = torch.isclose(out.to(torch.promote_types(out.dtype, x.dtype)), x.to(torch.promote_types(out.dtype, x.dtype)))
+        dtype = torch.promote_types(out.dtype, x.dtype)
+        same = torch.isclose(out.to(dtype), x.to(dtype))
     else:
         same = out == x
     return same.reshape(x.shape[0], -1).all(dim=1)
