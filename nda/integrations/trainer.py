@@ -139,12 +139,13 @@ class NDATrainer(Trainer):
         total = F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=smoothing)
         rows = float(labels.shape[0])
         usable = flags["negative_valid"].bool() & flags["negative_flipped"].bool()
-        if self.counterfactual_weight > 0 and bool(usable.any()):
+        n_usable = int(usable.sum()) if self.counterfactual_weight > 0 else 0  # one host sync (was any() then sum())
+        if n_usable:
             cf_logits = _get(model(**{key: v[usable] for key, v in negatives.items()}), "logits")
             cf = F.cross_entropy(cf_logits.float(), new_labels.to(labels.device)[usable].long(), reduction="sum",
                                  label_smoothing=smoothing)
             total = total + self.counterfactual_weight * cf
-            rows += self.counterfactual_weight * float(usable.sum())
+            rows += self.counterfactual_weight * n_usable
         return total / rows
 
     def _contrastive_loss(self, model: torch.nn.Module, originals: dict[str, Any], outputs: Any,
