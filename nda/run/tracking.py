@@ -111,8 +111,7 @@ class Tracker:
         """The rows of an existing ``metrics.csv``; a torn last line is dropped with a warning, any other
         malformed line is a ValueError naming the file and line."""
         text = self.path.read_text(encoding="utf-8", errors="replace")
-        lines = text.splitlines()
-        if not lines:
+        if not text:
             return []
         reader = csv.reader(io.StringIO(text))
         header = next(reader)
@@ -120,14 +119,14 @@ class Tracker:
             raise ValueError(f"{self.path}: no 'step' column in its header; not a metrics.csv of nda")
         rows = []
         parsed = list(reader)
+        torn = not text.endswith("\n")
         for n, fields in enumerate(parsed, start=2):
-            last = n == len(parsed) + 1
             row = self._parse(header, fields)
-            if row is None or (last and not text.endswith("\n")):
-                if last:
-                    print(f"warning: {self.path}: dropped a torn last line (line {n}, {','.join(fields)[:60]!r}): "
-                          "the interrupted run died while writing it", file=sys.stderr)
-                    continue
+            if n == len(parsed) + 1 and (row is None or torn):
+                print(f"warning: {self.path}: dropped a torn last line (line {n}, {','.join(fields)[:60]!r}): "
+                      "the interrupted run died while writing it", file=sys.stderr)
+                continue
+            if row is None:
                 raise ValueError(f"{self.path}: line {n} is malformed ({','.join(fields)[:60]!r}); fix or delete "
                                  "that line, then --resume again")
             rows.append(row)
