@@ -120,31 +120,39 @@ def load_senteval_sts_year(folder: str | os.PathLike, year: int) -> StsYear:
     return StsYear(StsData(s1, s2, scores, source=str(root)), subsets, missing, notes)
 
 
-def _header_index(header: list[str], names: tuple[str, ...], path: Path) -> list[int]:
+def _table(path: Path, names: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+    """``(line number, [fields named by names])`` of each row of a tab-separated file with a header (``SICK.txt``):
+    one reader for both SICK loaders, so a missing column or a short row reads as the same clear error."""
+    rows = [(lineno, line.split("\t")) for lineno, line in enumerate(_lines(path), start=1) if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    header = rows[0][1]
     missing = [n for n in names if n not in header]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
-    return [header.index(n) for n in names]
+    idx = [header.index(n) for n in names]
+    out = []
+    for lineno, row in rows[1:]:
+        if len(row) <= max(idx):
+            raise ValueError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, got {len(row)}")
+        out.append((lineno, [row[i] for i in idx]))
+    return out
 
 
 def load_sick_relatedness(path: str | os.PathLike, split: str = "TEST") -> StsData:
     """SICK-R: ``(sentence_A, sentence_B, relatedness_score)`` of the rows whose ``SemEval_set`` is ``split``
     (``TRAIN``, ``TRIAL`` or ``TEST``) in the full ``SICK.txt`` (tab-separated, with a header)."""
     path = Path(path)
-    rows = [line.split("\t") for line in _lines(path) if line.strip()]
-    if not rows:
-        raise ValueError(f"{path} is empty")
-    a, b, score, part = _header_index(rows[0], ("sentence_A", "sentence_B", "relatedness_score", "SemEval_set"), path)
     s1, s2, scores = [], [], []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if row[part].strip() != split:
+    for lineno, (a, b, score, part) in _table(path, ("sentence_A", "sentence_B", "relatedness_score", "SemEval_set")):
+        if part.strip() != split:
             continue
-        s1.append(row[a])
-        s2.append(row[b])
+        s1.append(a)
+        s2.append(b)
         try:
-            scores.append(float(row[score]))
+            scores.append(float(score))
         except ValueError:
-            raise ValueError(f"{path}:{lineno}: relatedness_score {row[score]!r} is not a number") from None
+            raise ValueError(f"{path}:{lineno}: relatedness_score {score!r} is not a number") from None
     if not scores:
         raise ValueError(f"{path}: no rows with SemEval_set == {split!r}")
     return StsData(s1, s2, scores, source=f"{path}:{split}")
@@ -154,24 +162,18 @@ def load_sick_entailment(path: str | os.PathLike, split: str = "TEST") -> Labell
     """SICK pairs of ``SemEval_set == split`` whose ``entailment_label`` is ``ENTAILMENT`` (label 1) or
     ``CONTRADICTION`` (label 0); ``NEUTRAL`` pairs are dropped (TEST: 1,404 entailments, 712 contradictions)."""
     path = Path(path)
-    rows = [line.split("\t") for line in _lines(path) if line.strip()]
-    if not rows:
-        raise ValueError(f"{path} is empty")
-    a, b, label, part = _header_index(rows[0], ("sentence_A", "sentence_B", "entailment_label", "SemEval_set"), path)
     known = {"ENTAILMENT": 1, "CONTRADICTION": 0, "NEUTRAL": None}
     s1, s2, labels = [], [], []
-    for lineno, row in enumerate(rows[1:], start=2):
-        if len(row) <= max(a, b, label, part):
-            raise ValueError(f"{path}:{lineno}: expected {len(rows[0])} tab-separated fields, got {len(row)}")
-        if row[part].strip() != split:
+    for lineno, (a, b, label, part) in _table(path, ("sentence_A", "sentence_B", "entailment_label", "SemEval_set")):
+        if part.strip() != split:
             continue
-        value = row[label].strip()
+        value = label.strip()
         if value not in known:
             raise ValueError(f"{path}:{lineno}: entailment_label {value!r} is not one of {sorted(known)}")
         if known[value] is None:
             continue
-        s1.append(row[a])
-        s2.append(row[b])
+        s1.append(a)
+        s2.append(b)
         labels.append(known[value])
     if len(set(labels)) < 2:
         raise ValueError(f"{path}: SemEval_set == {split!r} needs both ENTAILMENT and CONTRADICTION pairs, "
