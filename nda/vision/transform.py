@@ -42,7 +42,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2._utils import is_pure_tensor
 
-from nda.sampling import check_generator
+from nda.sampling import check_generator, make_generator
 
 __all__ = ["NegativeTransform", "as_transform", "stream_seed"]
 
@@ -108,7 +108,7 @@ class NegativeTransform(v2.Transform):
             return self.generator
         key = (self.epoch, _worker_id())
         if self._stream is None or self._stream_key != key:
-            self._stream = torch.Generator().manual_seed(stream_seed(self.seed, *key))
+            self._stream = make_generator(stream_seed(self.seed, *key))
             self._stream_key = key
         return self._stream
 
