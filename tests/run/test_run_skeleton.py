@@ -19,10 +19,6 @@ from nda.run.checkpoint import pack_state, read_state, unpack_state, write_state
 from nda.run.testing import OneProcessAccelerator
 
 
-class FakeAccelerator(OneProcessAccelerator):
-    """The few Accelerator members Run uses, for one process."""
-
-
 @dataclass
 class ToyConfig(RunConfig):
     lr: float = 0.1
@@ -33,7 +29,7 @@ def toy_run(out: Path, *args: str, steps: int = 6, fail_at: int | None = None) -
     cfg = parse_config(ToyConfig, ["--out-dir", str(out), "--steps", str(steps), "--log-every", "1",
                                    "--checkpoint-every", "2", "--progress", "false", *args])
     cfg.check_run_fields()
-    acc = FakeAccelerator()
+    acc = OneProcessAccelerator()
     with Run(cfg, acc, job="toy") as run:
         torch.manual_seed(cfg.seed)
         model = torch.nn.Linear(cfg.width, 1)
@@ -88,7 +84,7 @@ def test_failed_invocation_leaves_config_untouched(tmp_path):
     before = (tmp_path / "r" / "config.json").read_text()
     cfg = parse_config(ToyConfig, ["--out-dir", str(tmp_path / "r"), "--overwrite", "--width", "8"])
     with pytest.raises(ValueError, match="boom"):
-        with Run(cfg, FakeAccelerator()):
+        with Run(cfg, OneProcessAccelerator()):
             raise ValueError("boom")  # e.g. the data or model failed to build
     assert (tmp_path / "r" / "config.json").read_text() == before
     assert (tmp_path / "r" / "checkpoints").is_dir()
@@ -97,7 +93,7 @@ def test_failed_invocation_leaves_config_untouched(tmp_path):
 def test_fresh_run_that_fails_to_build_leaves_no_folder(tmp_path):
     cfg = parse_config(ToyConfig, ["--out-dir", str(tmp_path / "new")])
     with pytest.raises(ValueError):
-        with Run(cfg, FakeAccelerator()):
+        with Run(cfg, OneProcessAccelerator()):
             raise ValueError("no data")
     assert not (tmp_path / "new").exists()
 
@@ -344,7 +340,7 @@ def test_saved_config_never_deletes_or_continues_a_run_by_itself(tmp_path):
     assert cfg.overwrite is False and cfg.resume is None
 
 
-class TwoProcessAccelerator(FakeAccelerator):
+class TwoProcessAccelerator(OneProcessAccelerator):
     num_processes = 2
 
 
