@@ -42,12 +42,9 @@ def fid_kid(
     same numbers for the same images. ``progress``: bars over feature extraction on the main process (``None``:
     when stderr is a terminal; see :func:`nda.metrics.fid.show_progress`).
     """
-    if isinstance(sampler_or_images, torch.Tensor):
-        f_fake = compute_features(extractor, sampler_or_images, batch_size=batch_size, device=device,
-                                  num_samples=num_samples, progress=progress, desc="features (generated)")
-    else:
-        f_fake = compute_features(extractor, sampler_or_images, batch_size=batch_size, num_samples=num_samples,
-                                  progress=progress, desc="features (generated)")
+    fake_device = device if isinstance(sampler_or_images, torch.Tensor) else None  # a sampler makes its own
+    f_fake = compute_features(extractor, sampler_or_images, batch_size=batch_size, device=fake_device,
+                              num_samples=num_samples, progress=progress, desc="features (generated)")
     if isinstance(reference, ReferenceStats):
         if reference.extractor != extractor.name:
             raise ValueError(f"reference statistics were computed with {reference.extractor}, but the extractor is "
