@@ -117,6 +117,7 @@ def test_lock_is_released_when_the_holders_descriptor_closes(tmp_path):
     other.release()
 
 
+@pytest.mark.slow  # multi-process
 def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     path = tmp_path / ".lock"
     code = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"

@@ -95,6 +95,7 @@ LIVE_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # multi-process
 def test_a_live_run_whose_lock_file_was_deleted_is_not_wiped(tmp_path):
     folder = tmp_path / "r"
     proc = subprocess.Popen([sys.executable, "-c", LIVE_RUN, str(folder), str(Path(__file__).parent)],
