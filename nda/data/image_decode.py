@@ -202,6 +202,17 @@ class Decoder:
                 entry[0] += 1
         return out.transpose(0, 3, 1, 2)
 
+    def fill(self, writer: Any, n: int, desc: str, chunk: Callable[[int, int], np.ndarray]) -> None:
+        """Rows ``writer.done .. n`` of a build, ``chunk(a, b)`` (decoded rows ``a:b``) at a time, each chunk
+        written and committed (the resume point), then :meth:`close`: the one loop of every indexable source."""
+        with self.bar(n, writer.done, desc) as bar:
+            for a in range(writer.done, n, self.chunk):
+                b = min(n, a + self.chunk)
+                writer.write(np.arange(a, b), chunk(a, b))
+                writer.commit(b)
+                bar.update(b - a)
+        self.close()
+
     def bar(self, total: int, initial: int, desc: str) -> Any:
         from tqdm.auto import tqdm
 

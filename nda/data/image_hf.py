@@ -61,17 +61,13 @@ def hf_entry(ds: Any, name: str | None, split: str, image_size: int | None, chan
         dec = Decoder(c, size, shown)
         labels = _hf_column(ds, label_col) if label_col else np.full(n, -1, np.int64)
 
+        def rows(a: int, b: int) -> np.ndarray:
+            column = ds[a:b][image_col]
+            return dec.decode(list(range(a, b)), lambda i: _hf_image(column[i - a], f"{shown}[{i}]"),
+                              lambda i: f"{shown}[{i}]")
+
         def produce(writer: ResumableArray | RamArray) -> None:
-            with dec.bar(n, writer.done, f"decoding {shown}") as bar:
-                for a in range(writer.done, n, dec.chunk):
-                    b = min(n, a + dec.chunk)
-                    column = ds[a:b][image_col]
-                    chunk = dec.decode(list(range(a, b)), lambda i: _hf_image(column[i - a], f"{shown}[{i}]"),
-                                       lambda i: f"{shown}[{i}]")
-                    writer.write(np.arange(a, b), chunk)
-                    writer.commit(b)
-                    bar.update(b - a)
-            dec.close()
+            dec.fill(writer, n, f"decoding {shown}", rows)
 
         return Plan(n, (dec.c, size[1], size[0]), labels, classes, shown, produce)
 

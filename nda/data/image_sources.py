@@ -198,14 +198,8 @@ def folder_entry(folder: Path, split: str, image_size: int | None, channels: int
         dec = Decoder(c, size, name)
 
         def produce(writer: ResumableArray | RamArray) -> None:
-            with dec.bar(len(files), writer.done, f"decoding {name}") as bar:
-                for a in range(writer.done, len(files), dec.chunk):
-                    b = min(len(files), a + dec.chunk)
-                    chunk = dec.decode(files[a:b], lambda rel: open_image(folder / rel, where(rel)), where)
-                    writer.write(np.arange(a, b), chunk)
-                    writer.commit(b)
-                    bar.update(b - a)
-            dec.close()
+            dec.fill(writer, len(files), f"decoding {name}",
+                     lambda a, b: dec.decode(files[a:b], lambda rel: open_image(folder / rel, where(rel)), where))
 
         return Plan(len(files), (dec.c, size[1], size[0]), labels, classes, name, produce)
 
