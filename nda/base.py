@@ -95,6 +95,18 @@ class NegativeResult(list):
         """Share of the samples whose label flipped."""
         return sum(self.flipped) / len(self.flipped) if self.flipped else 0.0
 
+    @classmethod
+    def concat(cls, results: Sequence[NegativeResult]) -> NegativeResult:
+        """``results`` as one result, in order, every per-sample flag kept; labels as one list (``None`` unless every
+        part has labels). Why: code that builds a batch from parts merges the flags here, in one place, so a new
+        per-sample field cannot be dropped by one hand-written merge."""
+        labels = None if any(r.labels is None for r in results) else [lab for r in results for lab in r.labels]
+        return cls(
+            [t for r in results for t in r], flipped=[f for r in results for f in r.flipped],
+            valid=[v for r in results for v in r.valid], paraphrase=[p for r in results for p in r.paraphrase],
+            labels=labels,
+        )
+
     def __repr__(self) -> str:
         return (
             f"NegativeResult({list(self)!r}, flipped={self.flipped!r}, valid={self.valid!r}, "

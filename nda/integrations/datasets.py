@@ -101,10 +101,7 @@ def add_negatives(
                 for i, text in enumerate(texts):
                     g = torch.Generator().manual_seed(_stable_seed(seed, r, keys[i] if keys is not None else text))
                     rows.append(apply_text(neg, [text], generator=g, labels=None if labels is None else [labels[i]]))
-                res = NegativeResult(
-                    [x[0] for x in rows], flipped=[x.flipped[0] for x in rows], valid=[x.valid[0] for x in rows],
-                    paraphrase=[x.paraphrase[0] for x in rows], labels=None if labels is None else [x.labels[0] for x in rows],
-                )
+                res = NegativeResult.concat(rows)
             out[name] = list(res)
             if flips:
                 if labels is not None:

@@ -483,3 +483,12 @@ def test_parse_config_bare_flag_and_tracker_keeps_rows_up_to_the_resumed_step(tm
     resumed = Tracker(tmp_path, tensorboard=False, resumed_step=2)  # checkpoint saved at step 2
     assert [int(r["step"]) for r in resumed.rows] == [1, 2]
     assert Tracker(tmp_path, tensorboard=False).rows == []  # a fresh run starts a fresh file
+
+
+def test_negative_result_concat_keeps_every_per_sample_field():
+    a = NegativeResult(["x"], flipped=[True], valid=[True], labels=[0])
+    b = NegativeResult(["y"], valid=[False], paraphrase=[True], labels=[1])
+    both = NegativeResult.concat([a, b])
+    assert (both.texts, both.flipped, both.valid, both.paraphrase, both.labels) == (
+        ["x", "y"], [True, False], [True, False], [False, True], [0, 1])
+    assert NegativeResult.concat([a, NegativeResult(["z"])]).labels is None  # a part without labels
