@@ -14,6 +14,8 @@ runs an extractor from :mod:`nda.metrics.extractors` over images or a sampler. R
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +36,6 @@ __all__ = [
 def show_progress(progress: bool | None) -> bool:
     """Whether to draw a progress bar: never off the main process (one bar, not one per rank); ``None`` = only
     when stderr is a terminal (no bar lines in log files); otherwise ``progress``."""
-    import os
-    import sys
-
     from nda.distributed import world_info
 
     if world_info()[0] != 0 or os.environ.get("RANK", "0") != "0":
