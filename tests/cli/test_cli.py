@@ -153,6 +153,7 @@ def test_list_prints_negatives_with_modality(capsys):
     assert names == ["cutmix", "cutout", "jigsaw", "mixup", "rotate", "shift", "stitch"]
 
 
+@pytest.mark.slow  # a second Python process
 def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "nda", "list", "--modality", "image"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "stitch" in result.stdout
