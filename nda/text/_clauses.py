@@ -17,7 +17,7 @@ import re
 from nda.text._negation import _SENTENCE
 from nda.text._words import split_words
 
-__all__ = ["clause_ids", "clause_map", "clause_words", "touched_clauses"]
+__all__ = ["clause_ids", "clause_map"]
 
 CLAUSE_GAP = re.compile(r"[,;:()\[\]\"“”—–]|\s-\s|\.\.")
 CLAUSE_WORDS = frozenset({"but", "although", "though", "however", "yet", "whereas", "while", "because", "unless",
@@ -62,32 +62,3 @@ def clause_map(text: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         ids += [offset + k for k in local]
         offset += local[-1] + 1
     return tuple(low), tuple(ids)
-
-
-def clause_words(text: str) -> list[tuple[str, ...]]:
-    """The words of every clause of ``text``, sentence by sentence, in order (sentences without words skipped)."""
-    out: list[tuple[str, ...]] = []
-    for sentence in _SENTENCE.split(text)[0::2]:
-        pieces = split_words(sentence)
-        words = pieces[1::2]
-        if not words:
-            continue
-        ids = clause_ids(pieces, [w.lower().replace("’", "'") for w in words])
-        clauses: list[list[str]] = [[] for _ in range(ids[-1] + 1)]
-        for w, k in zip(words, ids):
-            clauses[k].append(w)
-        out.extend(tuple(c) for c in clauses)
-    return out
-
-
-def touched_clauses(before: str, after: str) -> frozenset[int] | None:
-    """Indices of the clauses of ``before`` whose words an edit changed to give ``after``; ``None`` when the edit
-    changed the clause structure itself (a different number of clauses: the clauses cannot be matched up).
-
-    >>> sorted(touched_clauses("The man looks fat and the room is square.", "The man looks thin and the room is square."))
-    [0]
-    """
-    old, new = clause_words(before), clause_words(after)
-    if len(old) != len(new):
-        return None
-    return frozenset(i for i, (a, b) in enumerate(zip(old, new)) if a != b)

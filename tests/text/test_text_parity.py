@@ -19,7 +19,6 @@ import nda
 from nda.base import NegativeResult
 from nda.compose import Compose, RandomChoice
 from nda.text import Counterfactual, TokenShuffle
-from nda.text._clauses import touched_clauses
 from nda.text._targets import flip_targets
 
 SPEC = "counterfactual:negation=False>counterfactual:antonyms=False"  # antonym, then negation
@@ -123,13 +122,6 @@ def test_antonym_only_and_negation_only_keep_to_their_edit_kind_with_sentiment_l
     assert NEGATION(["The movie is good."], labels=[1]).texts == ["The movie is not good."]
     with pytest.raises(ValueError, match="strategy='polarity'"):
         Counterfactual(negation=False, strategy="polarity")
-
-
-def test_touched_clauses_names_the_clauses_an_edit_changed():
-    assert touched_clauses("The man is fat and the room is blue.", "The man is thin and the room is blue.") == {0}
-    assert touched_clauses("The man is fat and the room is blue.", "The man is fat and the room is not blue.") == {1}
-    assert touched_clauses("Good. Bad, sad.", "Good. Bad, glad.") == {2}
-    assert touched_clauses("Good, bad.", "Good bad.") is None  # the clause structure changed
 
 
 def _flags(r):
