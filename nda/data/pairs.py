@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nda.data.sentence_pairs import read_table
+
 __all__ = ["PAIR_KINDS", "TEST_SPLIT_ALLOWED", "PairSource", "PairSet", "parse_pair_specs", "load_pair_source",
            "nli_triples", "names_a_test_split"]
 
@@ -118,24 +120,6 @@ def _read_lines(path: Path) -> list[str]:
         raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def _table(path: Path, names: Sequence[str]) -> list[list[str]]:
-    """Rows of a tab-separated file with a header, reduced to the columns ``names`` (in that order)."""
-    lines = [line.split("\t") for line in _read_lines(path) if line.strip()]
-    if not lines:
-        raise ValueError(f"{path} is empty")
-    header = [h.strip() for h in lines[0]]
-    missing = [n for n in names if n not in header]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
-    idx = [header.index(n) for n in names]
-    out = []
-    for lineno, row in enumerate(lines[1:], start=2):
-        if len(row) <= max(idx):
-            raise ValueError(f"{path}:{lineno}: expected at least {max(idx) + 1} tab-separated fields, got {len(row)}")
-        out.append([row[i].strip() for i in idx])
-    return out
-
-
 def _snli(folder: Path) -> list[tuple[str, str, str]]:
     premises, hypotheses, labels = [], [], []
     for split in ("dev", "test"):
@@ -167,8 +151,8 @@ def _mrpc(path: Path) -> list[tuple[str, str, str]]:
 
 
 def _sick(path: Path) -> list[tuple[str, str, str]]:
-    table = _table(path, ("sentence_A", "sentence_B", "entailment_label", "SemEval_set"))
-    train = [r for r in table if r[3] == "TRAIN"]
+    table = read_table(path, ("sentence_A", "sentence_B", "entailment_label", "SemEval_set"))
+    train = [r for _, r in table if r[3].strip() == "TRAIN"]
     if not train:
         raise ValueError(f"{path}: no rows with SemEval_set == TRAIN")
     return nli_triples([r[0] for r in train], [r[1] for r in train], [r[2] for r in train])
@@ -181,10 +165,12 @@ def _cad_nli(folder: Path) -> list[tuple[str, str, str]]:
     if len(absent) == len(parts):
         raise ValueError(f"{folder}: none of {', '.join(absent)} (CAD's NLI layout)")
     rows: list[tuple[str, str, str]] = []
-    hyp = [r for sub in ("original", "revised_hypothesis") if parts[sub].is_file() for r in _table(parts[sub], names)]
+    hyp = [r for sub in ("original", "revised_hypothesis") if parts[sub].is_file()
+           for _, r in read_table(parts[sub], names)]
     rows += nli_triples([r[0] for r in hyp], [r[1] for r in hyp], [r[2] for r in hyp])
     if parts["revised_premise"].is_file():  # same hypothesis, premises revised: hypothesis -> entailing premise
-        prem = [r for sub in ("original", "revised_premise") if parts[sub].is_file() for r in _table(parts[sub], names)]
+        prem = [r for sub in ("original", "revised_premise") if parts[sub].is_file()
+                for _, r in read_table(parts[sub], names)]
         rows += nli_triples([r[1] for r in prem], [r[0] for r in prem], [r[2] for r in prem])
     return rows
 

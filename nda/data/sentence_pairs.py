@@ -18,6 +18,7 @@ texts (CAD, SentEval SST/MR/CR) by :func:`nda.data.labeled_text.load_labeled_tex
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "load_senteval_sts_year",
     "load_sick_entailment",
     "load_sick_relatedness",
+    "read_table",
 ]
 
 # SentEval's subsets per year (senteval/sts.py); STS13's SMT subset is not redistributable, so SentEval,
@@ -68,7 +70,10 @@ class LabelledPairs:
 
 
 def _lines(path: Path) -> list[str]:
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -120,9 +125,10 @@ def load_senteval_sts_year(folder: str | os.PathLike, year: int) -> StsYear:
     return StsYear(StsData(s1, s2, scores, source=str(root)), subsets, missing, notes)
 
 
-def _table(path: Path, names: tuple[str, ...]) -> list[tuple[int, list[str]]]:
+def read_table(path: Path, names: Sequence[str]) -> list[tuple[int, list[str]]]:
     """``(line number, [fields named by names])`` of each row of a tab-separated file with a header (``SICK.txt``):
-    one reader for both SICK loaders, so a missing column or a short row reads as the same clear error."""
+    one reader for SICK here and SICK / CAD-NLI training pairs (:mod:`nda.data.pairs`), so a missing column or a
+    short row reads as the same clear error. Fields are as written (callers strip what they compare)."""
     rows = [(lineno, line.split("\t")) for lineno, line in enumerate(_lines(path), start=1) if line.strip()]
     if not rows:
         raise ValueError(f"{path} is empty")
@@ -144,7 +150,8 @@ def load_sick_relatedness(path: str | os.PathLike, split: str = "TEST") -> StsDa
     (``TRAIN``, ``TRIAL`` or ``TEST``) in the full ``SICK.txt`` (tab-separated, with a header)."""
     path = Path(path)
     s1, s2, scores = [], [], []
-    for lineno, (a, b, score, part) in _table(path, ("sentence_A", "sentence_B", "relatedness_score", "SemEval_set")):
+    columns = ("sentence_A", "sentence_B", "relatedness_score", "SemEval_set")
+    for lineno, (a, b, score, part) in read_table(path, columns):
         if part.strip() != split:
             continue
         s1.append(a)
@@ -164,7 +171,8 @@ def load_sick_entailment(path: str | os.PathLike, split: str = "TEST") -> Labell
     path = Path(path)
     known = {"ENTAILMENT": 1, "CONTRADICTION": 0, "NEUTRAL": None}
     s1, s2, labels = [], [], []
-    for lineno, (a, b, label, part) in _table(path, ("sentence_A", "sentence_B", "entailment_label", "SemEval_set")):
+    columns = ("sentence_A", "sentence_B", "entailment_label", "SemEval_set")
+    for lineno, (a, b, label, part) in read_table(path, columns):
         if part.strip() != split:
             continue
         value = label.strip()
