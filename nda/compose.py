@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from nda.base import Negative, NegativeResult, apply_text, label_list
-from nda.sampling import categorical, check_generator
+from nda.distributions import categorical
+from nda.sampling import check_generator
 
 __all__ = ["Compose", "RandomChoice", "ChoiceResult", "leaves", "REDRAW_ROUNDS"]
 

@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from nda.sampling import beta, derangement, derangement_from_uniform, draw_buffer
+from nda.distributions import beta
+from nda.sampling import derangement, derangement_from_uniform, draw_buffer
 from nda.vision._base import ImageNegative
 from nda.vision._ops import box_indicators, device_cached, paste_, stack_rows
 

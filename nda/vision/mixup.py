@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from nda.sampling import beta, derangement
+from nda.distributions import beta
+from nda.sampling import derangement
 from nda.vision._base import ImageNegative
 from nda.vision._ops import compute_dtype, restore_dtype
 
