@@ -1,4 +1,4 @@
-"""Train/eval overlap guard: drop training pairs that contain a sentence of an evaluation set.
+"""Train/eval overlap guard: drop training pairs (or sentences) that contain a sentence of an evaluation set.
 
 Why: supervised pair data (SNLI dev/test, MRPC, SICK, STS-B train) share sentences with the STS / SICK /
 PAWS / CANNOT evaluation sets; a pair trained on makes its evaluation sentence's score meaningless. The guard
@@ -11,6 +11,7 @@ only normalises and filters, and records what it could check::
 
     guard = OverlapGuard.from_texts(eval_texts, checked=["STS12", ...], missing={"PAWS": "not found"})
     kept, dropped = guard.filter(rows)          # rows: tuples of sentences ('' = absent, ignored)
+    corpus, dropped = guard.filter_corpus(corpus)   # an indexed TextCorpus (unsupervised sentences too)
     guard.report(dropped_per_source)            # -> JSON-ready dict for results.json
 
 An empty guard (no evaluation set on disk) cannot claim that nothing overlaps: :meth:`OverlapGuard.report`
@@ -23,6 +24,9 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 __all__ = ["normalise", "overlap_key", "OverlapGuard"]
 
@@ -77,6 +81,18 @@ class OverlapGuard:
             return [tuple(r) for r in rows], 0
         kept = [tuple(r) for r in rows if not self.overlaps(r)]
         return kept, len(rows) - len(kept)
+
+    def filter_corpus(self, corpus: Any, chunk: int = 65536) -> tuple[Any, int]:
+        """``(corpus without the overlapping rows, number dropped)`` for an indexed ``nda.data.text.TextCorpus``
+        (sentences or pairs), read ``chunk`` rows at a time so a million-line file never becomes one list."""
+        if not self.ran:
+            return corpus, 0
+        keep = np.ones(len(corpus), dtype=bool)
+        for start in range(0, len(corpus), chunk):
+            rows = corpus[start:start + chunk]
+            keep[start:start + len(rows)] = [not self.overlaps((r,) if isinstance(r, str) else r) for r in rows]
+        dropped = int((~keep).sum())
+        return (corpus.select(keep) if dropped else corpus), dropped
 
     def report(self, dropped: Mapping[str, int] | None = None, before: Mapping[str, int] | None = None) -> dict:
         """JSON-ready record for ``results.json``: ``dropped`` per source only when the guard ran."""

@@ -121,6 +121,14 @@ class TextCorpus:
     def _fetch(self, idx: np.ndarray) -> list:
         return self._source.read(self._index[idx], self.width)
 
+    def select(self, keep: np.ndarray) -> TextCorpus:
+        """The rows where the boolean mask ``keep`` (one entry per row) is true, still read from the same source
+        (e.g. the rows the train/eval overlap guard lets through)."""
+        keep = np.asarray(keep)
+        if keep.dtype != np.bool_ or keep.shape != (len(self),):
+            raise ValueError(f"keep must be a boolean mask of shape ({len(self)},), got {keep.dtype} {keep.shape}")
+        return TextCorpus(self._source, self._index[keep], self.width, self.name, self.stats)
+
     def head(self, n: int) -> TextCorpus:
         """The first ``n`` rows (all if fewer), e.g. for ``--max-train-samples``."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

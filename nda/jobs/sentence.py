@@ -21,10 +21,10 @@ for sup, as NegMPNet); rows without a hard negative get none (masked). ``--nda-s
 makes the NDA negatives from either side of the pair. ``--nda-positive SPEC`` adds label-keeping double flips of
 the anchor ("fat" -> "thin" -> "not thin") as *extra positives* (a second InfoNCE term of weight
 ``--nda-positive-weight``), only on rows whose generator result says ``.paraphrase`` (by default only next to a
-usable single-flip negative of the same row, ``--nda-positive-needs-negative``). Every supervised loader drops
-pairs that share a (normalised) sentence with an evaluation set the suite reads (``--overlap-guard auto``: the
-default paths of ``nda.metrics.sentence_eval`` plus this run's STS-B dev/test); ``results.json`` records how
-many per source, or that the guard could not run.
+usable single-flip negative of the same row, ``--nda-positive-needs-negative``). Every loader, supervised or not,
+drops rows (pairs or sentences) that share a (normalised) sentence with an evaluation set the suite reads
+(``--overlap-guard auto``: the default paths of ``nda.metrics.sentence_eval`` plus this run's STS-B dev/test);
+``results.json`` records how many per source, or that the guard could not run.
 The other positives of the batch (gathered from every process, with gradients) are negatives, and ``--nda``
 adds ``--nda-k`` negatives made from each anchor (``token_shuffle``, ``span_stitch``, ``counterfactual``, mixes
 ``"a|b"``; ``none`` = plain SimCSE). How they enter the loss (``nda.objectives.SoftNegativeLoss``):
@@ -93,7 +93,7 @@ class SentenceConfig(RunConfig):
         "help": "an extra positive only where the row also has a usable NDA negative (its single flip) on that step"})
     nda_positive_every: int = field(default=1, metadata={"help": "extra positives on every N-th step only"})
     symmetric: str = field(default="auto", metadata={"help": "also positive -> anchor: true | false | auto (true for sup)"})
-    overlap_guard: str = field(default="auto", metadata={"help": "sup: drop pairs sharing a sentence with an evaluation set: "
+    overlap_guard: str = field(default="auto", metadata={"help": "drop training rows sharing a sentence with an evaluation set: "
                                                                  "auto | none"})
     nda_level: str = field(default="string", metadata={"help": "string (before tokenising) | token (on token ids)"})
     nda_loss: str = field(default="column", metadata={"help": "column (weighted InfoNCE columns) | margin (SNCSE margin)"})
@@ -278,10 +278,11 @@ def load_corpus(cfg: SentenceConfig, guard=None):
             rows = sts_sentences(data) if cfg.mode == "unsup" else [
                 (a, b) for a, b, s in zip(data.sentences1, data.sentences2, data.scores) if s >= cfg.sup_min_score]
             dropped = None
-            if cfg.mode == "sup" and guard is not None and guard.ran:
-                rows, dropped = guard.filter(rows)
+            if guard is not None and guard.ran:
+                rows, dropped = guard.filter([(r,) if isinstance(r, str) else r for r in rows])
+                rows = [r[0] if len(r) == 1 else r for r in rows]
                 if not rows:
-                    raise ValueError("no pairs left after dropping those that share a sentence with an evaluation set")
+                    raise ValueError("no rows left after dropping those that share a sentence with an evaluation set")
             corpus = TextCorpus.from_rows(rows[:limit], name=Path(cfg.train_file).name)
             corpus.stats["dropped_overlap"] = dropped
             return corpus
@@ -291,7 +292,14 @@ def load_corpus(cfg: SentenceConfig, guard=None):
 
             source = load_dataset(cfg.dataset, cfg.dataset_config, split=cfg.dataset_split)
         if cfg.mode == "unsup":
-            return load_sentences(source, column=cfg.text_column, limit=limit)
+            corpus = load_sentences(source, column=cfg.text_column, limit=limit)
+            if guard is None or not guard.ran:
+                return corpus
+            filtered, dropped = guard.filter_corpus(corpus)
+            if not len(filtered):
+                raise ValueError("no sentences left after dropping those of an evaluation set")
+            filtered.stats = {**corpus.stats, "kept": len(filtered), "dropped_overlap": dropped}
+            return filtered
         corpus = load_pairs(source, columns=[c for c in cfg.pair_columns.split(",") if c], limit=limit)
         if guard is None or not guard.ran:
             return corpus
@@ -313,9 +321,7 @@ def _no_guard():
 
 
 def overlap_record(cfg: SentenceConfig, corpus, guard) -> dict:
-    """The guard's record for results.json: dropped rows per source (sup), or why nothing was checked."""
-    if cfg.mode == "unsup":
-        return {"ran": False, "dropped": None, "reason": "unsupervised sentence corpora are not filtered (pairs only)"}
+    """The guard's record for results.json: dropped rows per source, or why nothing was checked."""
     if cfg.pairs:
         sources = corpus.stats.get("sources", {})
         return guard.report({k: v["dropped_overlap"] for k, v in sources.items()}, {k: v["rows"] for k, v in sources.items()})
@@ -391,7 +397,7 @@ def main(argv: list[str] | None = None) -> dict:
     acc = make_accelerator(cfg)
     with Run(cfg, acc, job="sentence") as run:
         sts = load_eval(cfg)
-        guard = build_guard(cfg, sts) if cfg.mode == "sup" else None
+        guard = build_guard(cfg, sts)
         corpus = load_corpus(cfg, guard)
         run.bind_data(lambda: corpus_fingerprint(corpus), f"{corpus.name} ({len(corpus)} rows)")
         torch.manual_seed(cfg.seed)

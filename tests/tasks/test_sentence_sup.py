@@ -229,6 +229,34 @@ def test_train_file_pairs_are_guarded_too(data, tmp_path, monkeypatch):
     assert results["overlap_guard"]["dropped"] == {"pairs.tsv": 1} and results["train_rows"] == 3
 
 
+def test_unsupervised_sentences_are_guarded_too(data, tmp_path, monkeypatch):
+    """Unsupervised SimCSE on a sentence file must not train on an evaluation sentence either (it did: the
+    guard only ran for pairs, and results.json said unsupervised corpora are not filtered)."""
+    import nda.metrics.sentence_eval as suite
+
+    monkeypatch.setitem(suite.DEFAULT_PATHS, "cannot", str(data / "cannot.tsv"))
+    sentences = ["The soup is hot.", "A man sleeps!", "Birds fly south.", "Rain falls.", "Cats nap a lot."]
+    (data / "wiki.txt").write_text("\n".join(sentences) + "\n")
+    args = _args(data, tmp_path / "run")
+    args[args.index("--mode") + 1] = "unsup"
+    args[args.index("--pairs"):args.index("--pairs") + 2] = ["--train-file", str(data / "wiki.txt")]
+    args[args.index("--batch-size") + 1] = "2"
+    results = _main(args)
+    guard = results["overlap_guard"]
+    assert guard["ran"] and guard["dropped"] == {"wiki.txt": 2} and results["train_rows"] == 3
+
+
+def test_corpus_select_keeps_the_masked_rows_and_refuses_a_wrong_mask():
+    import numpy as np
+
+    from nda.data.text import TextCorpus
+
+    corpus = TextCorpus.from_rows(["a", "b", "c"])
+    assert corpus.select(np.array([True, False, True]))[:] == ["a", "c"]
+    with pytest.raises(ValueError, match="keep must be a boolean mask of shape \\(3,\\)"):
+        corpus.select(np.array([1, 0, 1]))
+
+
 def test_guard_without_evaluation_data_says_it_could_not_run(data, tmp_path):
     results = _main(_args(data, tmp_path / "run"))
     guard = results["overlap_guard"]
