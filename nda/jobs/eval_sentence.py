@@ -3,6 +3,7 @@
     python tasks/eval_sentence.py                                    # all-MiniLM-L6-v2 (the floor)
     python tasks/eval_sentence.py --models runs/simcse_none,runs/simcse_margin --floor   # + their base model
     python tasks/eval_sentence.py --models sentence-transformers/all-mpnet-base-v2 --tasks STS-B,CANNOT
+    python tasks/eval_sentence.py --split dev --models runs/simcse_none,runs/simcse_margin   # choose a recipe
 
 One row per model, columns (x100, higher = better; definitions in ``nda.metrics.sentence_eval``):
 STS12-16 (SimCSE's "all" setting), STS-B test, SICK-R test, their average; negation AUROC (CANNOT
@@ -10,6 +11,12 @@ SemAntoNeg) and SICK TEST entailment-vs-contradiction AUROC (SICK-EC); word-orde
 IMDb probe accuracy on the original and the counterfactual dev reviews; a second table gives the mean cosine
 of each arm of the AUROC tasks. Writes ``<out>.json`` and ``<out>.md`` and prints the tables. A model whose
 embeddings hold NaN/inf (a broken weight) is an error naming it and the task, never a score.
+
+``--split dev`` (default ``test``) is for choosing between recipes without fitting them to a test number:
+the suite becomes STS-B-dev (STS Benchmark dev split; ``--stsb`` defaults to ``sts-dev.csv``, a folder is read
+for its dev file, ``sts-test.csv`` is refused), SICK-R-trial and SICK-EC-trial (SICK-R / SICK-EC on
+``SemEval_set == TRIAL``) and ``dev avg`` (mean of the two Spearman columns; the AUROC kept apart). ``--tasks``
+takes the names of the chosen split only.
 
 ``--models``: comma-separated specs -- sentence-transformers folders or hub names, ``default``
 (all-MiniLM-L6-v2), ``tiny-random``, ``tasks/sentence.py`` run folders or their checkpoint folders.
@@ -26,23 +33,31 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nda.metrics.sentence_eval import DEFAULT_PATHS, TASKS
+from nda.metrics.sentence_eval import DEFAULT_PATHS, DEV_DEFAULT_PATHS, SPLIT_TASKS, TASKS
 from nda.run import cli, parse_config
 from nda.run.config import check_choice, check_positive
 
 
 @dataclass
 class EvalSentenceConfig:
-    """Evaluate sentence encoders: STS12-16, STS-B, SICK-R, negation (CANNOT, SICK-EC), word order (PAWS), CAD probe."""
+    """Evaluate sentence encoders: STS12-16, STS-B, SICK-R, negation (CANNOT, SICK-EC), word order (PAWS), CAD probe.
+    ``--split dev``: STS-B dev and SICK TRIAL only, to choose a recipe."""
 
     models: list[str] = field(default_factory=lambda: ["default"], metadata={"help": "comma-separated model specs (see the module doc)"})
     floor: str = field(default="", metadata={"help": "add the untouched base model's row: bare/'auto' = the runs' base model, or a spec", "bare": "auto"})
     out: str = field(default="runs/eval_sentence/results", metadata={"help": "writes <out>.json and <out>.md"})
-    tasks: list[str] = field(default_factory=lambda: list(TASKS), metadata={"help": f"comma-separated subset of {','.join(TASKS)}"})
+    split: str = field(default="test", metadata={
+        "help": "test (the numbers to report) | dev (STS-B dev, SICK TRIAL: the numbers to choose a recipe on)"})
+    tasks: list[str] = field(default_factory=lambda: ["all"], metadata={
+        "help": f"'all' (every task of --split) or a comma-separated subset: --split test of {','.join(TASKS)}; "
+                f"--split dev of {','.join(SPLIT_TASKS['dev'])}"})
     sts: str = field(default=DEFAULT_PATHS["sts"], metadata={"help": "folder holding STS12-en-test ... STS16-en-test (SentEval layout)"})
-    stsb: str = field(default=DEFAULT_PATHS["stsb"], metadata={"help": "STS-B test file (sts-test.csv) or its folder"})
+    stsb: str = field(default="auto", metadata={
+        "help": f"STS-B file of --split or the folder holding it; auto = {DEFAULT_PATHS['stsb']} (test), "
+                f"{DEV_DEFAULT_PATHS['stsb']} (dev)"})
     sick: str = field(default=DEFAULT_PATHS["sick"], metadata={
-        "help": "SICK.txt (SICK-R = relatedness, SICK-EC = entailment vs contradiction, of SemEval_set TEST)"})
+        "help": "SICK.txt (SICK-R = relatedness, SICK-EC = entailment vs contradiction, of SemEval_set TEST; "
+                "TRIAL with --split dev)"})
     cannot: str = field(default=DEFAULT_PATHS["cannot"], metadata={"help": "CANNOT sem_anto_neg.tsv (premise, hypothesis, label)"})
     paws: str = field(default=DEFAULT_PATHS["paws"], metadata={"help": "PAWS-Wiki dev.tsv (id, sentence1, sentence2, label)"})
     cad: str = field(default=DEFAULT_PATHS["cad"], metadata={"help": "CAD folder (sentiment/orig/{train,dev}.tsv, sentiment/new/dev.tsv)"})
@@ -57,15 +72,30 @@ class EvalSentenceConfig:
     progress: bool = field(default=True, metadata={"help": "progress bars"})
 
 
+def resolve_split(cfg: EvalSentenceConfig) -> EvalSentenceConfig:
+    """``--tasks all`` and ``--stsb auto`` -> the split's task list and STS-B file, so the saved config says
+    what ran (a test run's config reads as before: every test task, sts-test.csv)."""
+    check_choice(cfg, "split", tuple(SPLIT_TASKS))
+    defaults = DEV_DEFAULT_PATHS if cfg.split == "dev" else DEFAULT_PATHS
+    tasks = list(SPLIT_TASKS[cfg.split]) if cfg.tasks == ["all"] else cfg.tasks
+    return dataclasses.replace(cfg, tasks=tasks, stsb=defaults["stsb"] if cfg.stsb == "auto" else cfg.stsb)
+
+
 def check_config(cfg: EvalSentenceConfig) -> None:
-    """Fail on a bad flag before loading anything."""
+    """Fail on a bad flag before loading anything (``cfg`` as :func:`resolve_split` returns it)."""
     from nda.metrics.sentence_encoders import BACKENDS
 
     if not cfg.models:
         raise ValueError("--models must name at least one model")
-    unknown = [t for t in cfg.tasks if t not in TASKS]
+    names = SPLIT_TASKS[cfg.split]
+    unknown = [t for t in cfg.tasks if t not in names]
     if unknown or not cfg.tasks:
-        raise ValueError(f"--tasks must be a non-empty subset of {','.join(TASKS)}, got {cfg.tasks}")
+        other = [s for s, n in SPLIT_TASKS.items() if s != cfg.split and unknown and set(unknown) <= set(n)]
+        hint = f" ({','.join(unknown)}: --split {other[0]} tasks)" if other else ""
+        raise ValueError(f"--tasks must be a non-empty subset of {','.join(names)} under --split {cfg.split}, "
+                         f"got {cfg.tasks}{hint}")
+    if cfg.split == "dev" and Path(cfg.stsb).name == "sts-test.csv":
+        raise ValueError(f"--stsb {cfg.stsb} is the STS-B test file: --split dev needs sts-dev.csv or the folder holding it")
     check_choice(cfg, "backend", BACKENDS)
     check_choice(cfg, "pooling", ("auto", "cls", "mean"))
     check_positive(cfg, "batch_size")
@@ -90,7 +120,7 @@ def model_list(cfg: EvalSentenceConfig) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    cfg = parse_config(EvalSentenceConfig, argv)
+    cfg = resolve_split(parse_config(EvalSentenceConfig, argv))
     check_config(cfg)
 
     from nda.metrics.sentence_encoders import load_sentence_model, resolve_device
@@ -99,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t_start = time.perf_counter()
     paths = {key: getattr(cfg, key) for key in DEFAULT_PATHS}
-    suite = load_suite(paths, cfg.tasks)
+    suite = load_suite(paths, cfg.tasks, cfg.split)
     for name, reason in suite.skipped.items():
         print(f"{name}: {reason}")
     if not suite.tasks:

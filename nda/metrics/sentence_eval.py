@@ -23,9 +23,20 @@ CAD        counterfactual robustness: logistic probe (:func:`nda.metrics.probe.l
            counterfactuals ``new/dev`` (same reviews minimally edited to flip the label)
 =========  =========================================================================================
 
-Flow: :func:`load_suite` (missing datasets become "skipped" lines, never errors) -> :func:`embed_suite`
-(dedupe, longest-first batches, a progress bar, an on-disk cache keyed by (model identity, text set)) ->
-:func:`score_suite` -> :func:`results_markdown`.
+The dev suite (``split="dev"``, :data:`DEV_TASKS`) is for *choosing* between recipes without looking at a
+test number ("tune on dev splits, never fit to one number"): the same definitions on other splits, so a
+choice made there is not fitted to the numbers reported above.
+
+=============  =====================================================================================
+STS-B-dev      STS-B Spearman on the STS Benchmark dev split (``sts-dev.csv``, 1,500 pairs)
+SICK-R-trial   SICK-R Spearman on ``SemEval_set == TRIAL`` (495 pairs)
+SICK-EC-trial  SICK-EC AUROC on the TRIAL entailment and contradiction pairs
+dev avg        mean of the two Spearman columns (the AUROC stays separate: another scale, another question)
+=============  =====================================================================================
+
+Flow: :func:`load_suite` (``split`` picks the task list; missing datasets become "skipped" lines, never
+errors) -> :func:`embed_suite` (dedupe, longest-first batches, a progress bar, an on-disk cache keyed by (model
+identity, text set)) -> :func:`score_suite` -> :func:`results_markdown`.
 """
 
 from __future__ import annotations
@@ -56,7 +67,11 @@ from nda.metrics.sts import load_sts, spearman
 __all__ = [
     "TASKS",
     "STS_TASKS",
+    "DEV_TASKS",
+    "DEV_STS_TASKS",
+    "SPLIT_TASKS",
     "DEFAULT_PATHS",
+    "DEV_DEFAULT_PATHS",
     "SuiteTask",
     "Suite",
     "load_suite",
@@ -70,6 +85,10 @@ __all__ = [
 
 STS_TASKS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R")
 TASKS = (*STS_TASKS, "CANNOT", "SICK-EC", "PAWS", "CAD")
+DEV_STS_TASKS = ("STS-B-dev", "SICK-R-trial")
+DEV_TASKS = (*DEV_STS_TASKS, "SICK-EC-trial")
+# a suite is one split's tasks: a test name in a dev suite (or the reverse) is refused, never mixed in
+SPLIT_TASKS: dict[str, tuple[str, ...]] = {"test": TASKS, "dev": DEV_TASKS}
 
 # relative to the repository root, where the README's commands run (the issue's ``../shared/data/text``)
 DEFAULT_PATHS: dict[str, str] = {
@@ -80,8 +99,14 @@ DEFAULT_PATHS: dict[str, str] = {
     "paws": "../shared/data/text/paws-wiki/dev.tsv",
     "cad": "../shared/data/text/cad",  # holds sentiment/orig/{train,dev}.tsv and sentiment/new/dev.tsv
 }
+# what differs on the dev split (the SICK file holds every SemEval_set)
+DEV_DEFAULT_PATHS: dict[str, str] = {**DEFAULT_PATHS, "stsb": "../shared/data/text/stsbenchmark/sts-dev.csv"}
 _PATH_OF_TASK = {**{f"STS1{y}": "sts" for y in range(2, 7)}, "STS-B": "stsb", "SICK-R": "sick", "CANNOT": "cannot",
-                 "SICK-EC": "sick", "PAWS": "paws", "CAD": "cad"}
+                 "SICK-EC": "sick", "PAWS": "paws", "CAD": "cad",
+                 "STS-B-dev": "stsb", "SICK-R-trial": "sick", "SICK-EC-trial": "sick"}
+# (task it repeats, the split its loader reads): one loader per definition, the split is an argument
+_DEFINITION = {"STS-B": ("STS-B", "test"), "SICK-R": ("SICK-R", "TEST"), "SICK-EC": ("SICK-EC", "TEST"),
+               "STS-B-dev": ("STS-B", "dev"), "SICK-R-trial": ("SICK-R", "TRIAL"), "SICK-EC-trial": ("SICK-EC", "TRIAL")}
 
 
 @dataclass
@@ -113,10 +138,12 @@ class SuiteTask:
 
 @dataclass
 class Suite:
-    """Loaded tasks (in :data:`TASKS` order) and the ones skipped, with the reason."""
+    """Loaded tasks (in the order of their split's :data:`SPLIT_TASKS`) and the ones skipped, with the reason;
+    ``split``: ``test`` or ``dev`` (which columns and notes the report shows)."""
 
     tasks: dict[str, SuiteTask]
     skipped: dict[str, str]
+    split: str = "test"
 
     def texts(self) -> list[str]:
         """Every unique text of every task, sorted (a deterministic text set for the cache key)."""
@@ -124,29 +151,32 @@ class Suite:
 
 
 def _load_task(name: str, path: Path) -> SuiteTask:
+    definition, split = _DEFINITION.get(name, (name, ""))
     if name.startswith("STS1"):
         year = 2000 + int(name[3:])
         loaded = load_senteval_sts_year(path / f"STS{name[3:]}-en-test", year)
         d = loaded.data
         notes = [*loaded.notes, f"{len(d)} pairs from {', '.join(f'{k} ({v})' for k, v in loaded.subsets.items())}"]
         return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores, notes=notes)
-    if name == "STS-B":
-        d = load_sts(path, "test")
-        return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores, notes=[f"{len(d)} pairs"])
-    if name == "SICK-R":
-        d = load_sick_relatedness(path, "TEST")
+    if definition == "STS-B":
+        d = load_sts(path, split)
+        note = f"{len(d)} pairs" if split == "test" else f"{len(d)} pairs (STS Benchmark {split} split)"
+        return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores, notes=[note])
+    if definition == "SICK-R":
+        d = load_sick_relatedness(path, split)
+        note = "SentEval's SICK_test_annotated has 4,927" if split == "TEST" else "not TRAIN, not TEST"
         return SuiteTask(name, "sts", d.source, d.sentences1, d.sentences2, d.scores,
-                         notes=[f"{len(d)} pairs (SemEval_set == TEST of SICK.txt; SentEval's SICK_test_annotated has 4,927)"])
+                         notes=[f"{len(d)} pairs (SemEval_set == {split} of SICK.txt; {note})"])
     if name == "CANNOT":
         p = load_labelled_pairs(path, (0, 1, 2))
         return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=-1.0,
                          arms=("paraphrase", "negated/antonym"),
                          notes=[f"{len(p)} pairs ({sum(p.labels)} negated/antonym = positive class, scored by -cos)"])
-    if name == "SICK-EC":
-        p = load_sick_entailment(path, "TEST")
+    if definition == "SICK-EC":
+        p = load_sick_entailment(path, split)
         return SuiteTask(name, "auroc", p.source, p.sentences1, p.sentences2, [float(x) for x in p.labels], sign=1.0,
                          arms=("contradiction", "entailment"),
-                         notes=[f"{len(p)} pairs of SemEval_set == TEST ({sum(p.labels)} entailment = positive class, "
+                         notes=[f"{len(p)} pairs of SemEval_set == {split} ({sum(p.labels)} entailment = positive class, "
                                 f"{len(p) - sum(p.labels)} contradiction, NEUTRAL dropped; scored by cos)"])
     if name == "PAWS":
         p = load_labelled_pairs(path, (1, 2, 3))
@@ -165,21 +195,36 @@ def _load_task(name: str, path: Path) -> SuiteTask:
     raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
 
 
+def _refuse_test_file(name: str, path: Path) -> None:
+    """A dev task handed the STS-B test file would choose a recipe on the test numbers: refused, by name."""
+    if name != "STS-B" and path.is_file() and path.name == "sts-test.csv":
+        raise ValueError(f"{name} must not read the test file {path}: give sts-dev.csv or the stsbenchmark folder")
+
+
 def _texts_and_labels(path: Path) -> tuple[list[str], list[int]]:
     data = load_labeled_texts(path, label_map="sentiment")
     return data.texts, data.labels
 
 
-def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, tasks: Sequence[str] = TASKS) -> Suite:
-    """Load ``tasks`` from ``paths`` (keys of :data:`DEFAULT_PATHS`; missing keys take the default, ``None`` or
-    ``"none"`` skips). A dataset that is absent or unreadable is skipped with the reason, never an error."""
-    unknown = [t for t in tasks if t not in TASKS]
+def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, tasks: Sequence[str] | None = None,
+               split: str = "test") -> Suite:
+    """Load ``tasks`` (default: every task of ``split``) from ``paths`` (keys of :data:`DEFAULT_PATHS`; missing
+    keys take the split's default -- :data:`DEV_DEFAULT_PATHS` for ``dev`` --, ``None`` or ``"none"`` skips).
+    A dataset that is absent or unreadable is skipped with the reason, never an error; a task of the other
+    split, or the STS-B test file in a dev suite, is a ``ValueError`` (a recipe is never chosen on test)."""
+    if split not in SPLIT_TASKS:
+        raise ValueError(f"split must be one of {list(SPLIT_TASKS)}, got {split!r}")
+    names = SPLIT_TASKS[split]
+    tasks = names if tasks is None else tasks
+    unknown = [t for t in tasks if t not in names]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
-    paths = {**DEFAULT_PATHS, **(paths or {})}
+        other = [s for s, n in SPLIT_TASKS.items() if s != split and set(unknown) <= set(n)]
+        where = f" are {other[0]} tasks, not {split} ones" if other else ""
+        raise ValueError(f"unknown task(s) {unknown}{where}; choose from {list(names)}")
+    paths = {**(DEV_DEFAULT_PATHS if split == "dev" else DEFAULT_PATHS), **(paths or {})}
     loaded: dict[str, SuiteTask] = {}
     skipped: dict[str, str] = {}
-    for name in TASKS:
+    for name in names:
         if name not in tasks:
             continue
         value = paths.get(_PATH_OF_TASK[name])
@@ -190,11 +235,13 @@ def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, task
         if not path.exists():
             skipped[name] = f"skipped: {path} not found"
             continue
+        if split == "dev":
+            _refuse_test_file(name, path)  # a wrong split is a mistake to fix, not a dataset to skip
         try:
             loaded[name] = _load_task(name, path)
         except (OSError, ValueError) as err:
             skipped[name] = f"skipped: {err}"
-    return Suite(loaded, skipped)
+    return Suite(loaded, skipped, split)
 
 
 # ------------------------------------------------------------------------------------------------ encoding
@@ -349,9 +396,9 @@ def _pair_cos(emb: SuiteEmbeddings, s1: Sequence[str], s2: Sequence[str]) -> tor
 def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, Any] | None = None,
                 model: str = "the encoder") -> tuple[dict, dict]:
     """``(metrics, seconds)``: per task ``{"spearman"|"auroc"|"orig_dev_acc","new_dev_acc", ...}`` (x100) plus
-    ``"STS avg"`` when all seven STS tasks ran; and the scoring time of each task. AUROC tasks also give the
-    mean cosine of each arm (``mean_cos_label0/1``, named in ``arms``). NaN/inf embeddings of a task are a
-    ``ValueError`` naming ``model`` and the task, never a score."""
+    ``"STS avg"`` when all seven STS tasks ran (``"dev avg"`` when both dev Spearman tasks did); and the
+    scoring time of each task. AUROC tasks also give the mean cosine of each arm (``mean_cos_label0/1``, named
+    in ``arms``). NaN/inf embeddings of a task are a ``ValueError`` naming ``model`` and the task, never a score."""
     from nda.metrics.anomaly import anomaly_auroc
     from nda.metrics.probe import logistic_probe
 
@@ -384,6 +431,8 @@ def score_suite(suite: Suite, emb: SuiteEmbeddings, probe_kwargs: Mapping[str, A
         seconds[name] = time.perf_counter() - t0
     if all(t in metrics for t in STS_TASKS):
         metrics["STS avg"] = sum(metrics[t]["spearman"] for t in STS_TASKS) / len(STS_TASKS)
+    if all(t in metrics for t in DEV_STS_TASKS):
+        metrics["dev avg"] = sum(metrics[t]["spearman"] for t in DEV_STS_TASKS) / len(DEV_STS_TASKS)
     return metrics, seconds
 
 
@@ -400,23 +449,39 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("CAD", "CAD orig dev acc", "orig_dev_acc"),
     ("CAD", "CAD new dev acc", "new_dev_acc"),
 )
+_DEV_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("STS-B-dev", "STS-B-dev", "spearman"), ("SICK-R-trial", "SICK-R-trial", "spearman"),
+    ("dev avg", "dev avg", ""), ("SICK-EC-trial", "Ent-vs-contra AUROC (SICK-EC-trial)", "auroc"),
+)
+_DEV_NOTES = [
+    "",
+    "DEV SPLITS ONLY: numbers for choosing a recipe, not for reporting (the test suite's numbers are the ones to "
+    "report). All numbers x100, higher = better. STS-B-dev: Spearman of cosine vs gold on the STS Benchmark "
+    "dev split (sts-dev.csv). SICK-R-trial: the same on SICK relatedness, SemEval_set == TRIAL. dev avg: mean of "
+    "those two Spearman columns (shown only when both ran). Ent-vs-contra AUROC (SICK-EC-trial): cos separating "
+    "SICK TRIAL entailment pairs (positive) from contradiction pairs, i.e. P(cos(entailment) > cos(contradiction)); "
+    "kept out of dev avg.",
+    "",
+]
 
 
 def results_markdown(rows: Sequence[Mapping[str, Any]], suite: Suite) -> str:
     """One markdown table (a row per model: ``{"model": name, "metrics": score_suite()[0]}``) plus notes:
-    metric definitions, what each dataset held, and every skipped dataset with its reason."""
-    header = "| model | " + " | ".join(c[1] for c in _COLUMNS) + " |"
-    lines = [header, "|---|" + "---:|" * len(_COLUMNS)]
+    metric definitions, what each dataset held (its file and split), and every skipped dataset with its reason.
+    A dev suite gets its own columns and notes."""
+    columns = _DEV_COLUMNS if suite.split == "dev" else _COLUMNS
+    header = "| model | " + " | ".join(c[1] for c in columns) + " |"
+    lines = [header, "|---|" + "---:|" * len(columns)]
     for row in rows:
         m = row["metrics"]
         cells = []
-        for task, _, key in _COLUMNS:
+        for task, _, key in columns:
             value = m.get(task)
             if isinstance(value, Mapping):
                 value = value.get(key)
             cells.append("–" if value is None else f"{value:.2f}")
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
-    notes = [
+    notes = _DEV_NOTES if suite.split == "dev" else [
         "",
         "All numbers x100, higher = better. STS: Spearman of cosine vs gold; STS12-16 in SimCSE's \"all\" setting "
         "(one Spearman over all pairs of a year's SentEval subsets; pairs without a gold score skipped). "
