@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nda.reporting import save_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DOUBLE_FLIP = "counterfactual:negation=False>counterfactual:antonyms=False"
+DOUBLE_FLIP = "counterfactual:negation=False,antonym_scope=predicate>counterfactual:antonyms=False"
 
 
 def arms(args: argparse.Namespace) -> dict[str, list[str]]:

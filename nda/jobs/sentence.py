@@ -87,7 +87,8 @@ class SentenceConfig(RunConfig):
     nda_source: str = field(default="anchor", metadata={"help": "sup: make NDA negatives from the anchor | positive | both"})
     nda_positive: str = field(default="none", metadata={"help": "label-keeping double flip of the anchor as an extra positive "
                                                                 "(its result must report .paraphrase), e.g. "
-                                                                "'counterfactual:negation=False>counterfactual:antonyms=False'"})
+                                                                "'counterfactual:negation=False,antonym_scope=predicate>"
+                                                                "counterfactual:antonyms=False'"})
     nda_positive_weight: float = field(default=0.5, metadata={"help": "weight of the extra-positive InfoNCE term"})
     nda_positive_needs_negative: bool = field(default=True, metadata={
         "help": "an extra positive only where the row also has a usable NDA negative (its single flip) on that step"})

@@ -184,10 +184,10 @@ def remove_negation(
     return hit
 
 
-def insert_negation(pieces: list[str], words: list[str], low: list[str], start: int = 1, end: int | None = None) -> bool:
-    """Negate at the first auxiliary of words ``start .. end-1`` ("is" -> "is not", "has seen" -> "has not
-    seen", "always" -> "never"), in place; True if it did. Not before ``start`` so a sentence-initial
-    auxiliary (a question) is left alone."""
+def insertion_site(low: list[str], start: int = 1, end: int | None = None) -> tuple[int, str] | None:
+    """``(position, replacement)`` of the auxiliary :func:`insert_negation` would negate among words
+    ``start .. end-1`` (``None``: none). Shared with the predicate-scoped antonym edit, which must swap the
+    word this negation will scope over."""
     end = len(low) if end is None else end
     for i in range(max(start, 0), end):
         w = low[i]
@@ -197,9 +197,20 @@ def insert_negation(pieces: list[str], words: list[str], low: list[str], start: 
         if repl is not None:
             if i + 1 < len(low) and low[i + 1] in ("not", "never", "n't"):  # already negated: no "is not not"
                 continue
-            pieces[2 * i + 1] = _apostrophe(match_case(repl, words[i]), words[i])
-            return True
-    return False
+            return i, repl
+    return None
+
+
+def insert_negation(pieces: list[str], words: list[str], low: list[str], start: int = 1, end: int | None = None) -> bool:
+    """Negate at the first auxiliary of words ``start .. end-1`` ("is" -> "is not", "has seen" -> "has not
+    seen", "always" -> "never"), in place; True if it did. Not before ``start`` so a sentence-initial
+    auxiliary (a question) is left alone."""
+    site = insertion_site(low, start, end)
+    if site is None:
+        return False
+    i, repl = site
+    pieces[2 * i + 1] = _apostrophe(match_case(repl, words[i]), words[i])
+    return True
 
 
 def _fix_polarity_items(pieces: list[str], words: list[str], low: list[str], start: int, n: int) -> None:

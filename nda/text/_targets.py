@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from nda.text._clauses import clause_map
 from nda.text._negation import _INSERT, _NPI, _PERFECT, _REMOVE
 
-__all__ = ["flip_targets", "Span"]
+__all__ = ["flip_targets", "predicate_head", "Span"]
 
 Span = frozenset  # a set of word positions (frozenset[int])
 
@@ -98,6 +98,15 @@ def flip_targets(
         return frozenset(j for i in span if i < len(carry) for j in carry[i])
 
     return [move(s) for s in earlier], [move(s) for s in spans]
+
+
+def predicate_head(low: Sequence[str], site: int) -> int | None:
+    """The word a negation inserted at ``site`` scopes over (its span's head): the first word after it that is
+    not a degree word ("is *very* fat" -> "fat"), or ``None`` at the end of the sentence."""
+    j = site + 1
+    while j < len(low) and low[j] in _DEGREE:
+        j += 1
+    return j if j < len(low) else None
 
 
 def _is_negation(removed: Sequence[str], added: Sequence[str]) -> bool:

@@ -193,3 +193,31 @@ def test_an_adverb_in_s_is_not_negated_by_do_support():
     r = nda.build(SPEC)(["Man playing golf indoors with coat on ."])
     # one flip (the antonym), the negation member found nothing to negate: not valid, not a paraphrase
     assert _flags(r) == [("Man playing golf outdoors with coat on .", True, False, False)]
+
+
+SCOPED = "counterfactual:negation=False,antonym_scope=predicate>counterfactual:antonyms=False"
+
+
+def test_a_predicate_scoped_antonym_lands_where_the_negation_will():
+    """antonym_scope='predicate': only the head the first auxiliary's negation scopes over is swapped, so the
+    double flip is a paraphrase where the unscoped one flipped two different words (hand-checked)."""
+    texts = ["The tall woman is happy.", "The old man is very fat.", "A tall woman is walking.", "He is tall."]
+    scoped = nda.build(SCOPED)(texts)
+    assert _flags(scoped) == [("The tall woman is not unhappy.", *PARAPHRASE),
+                              ("The old man is not very thin.", *PARAPHRASE),
+                              ("A tall woman is not walking.", True, False, False),  # no antonym step: unusable
+                              ("He is not short.", *PARAPHRASE)]
+    unscoped = nda.build(SPEC)(texts[:2])
+    assert [p for *_, p in _flags(unscoped)] == [False, False]  # "short woman ... not unhappy": two targets
+
+
+def test_antonym_scope_alone_swaps_only_the_predicate_head():
+    one = Counterfactual(negation=False, antonym_scope="predicate")
+    r = one(["The tall woman is happy.", "A tall woman is walking.", "Is the tall woman happy?"])
+    assert r.texts == ["The tall woman is unhappy.", "A tall woman is walking.", "Is the tall woman happy?"]
+    assert r.flipped == [True, False, False]  # a sentence-initial auxiliary (a question) has no insertion site
+    assert one.resolve_strategy("sentiment") == "rules"  # the scope is a rules option: never the polarity editor
+    with pytest.raises(ValueError, match="antonym_scope must be one of all, predicate, got 'verb'"):
+        Counterfactual(antonym_scope="verb")
+    with pytest.raises(ValueError, match="antonym_scope='predicate' is a 'rules' option"):
+        Counterfactual(antonym_scope="predicate", strategy="polarity")
