@@ -50,7 +50,7 @@ CONFIGS = [  # (label, --nda spec, level, SoftNegativeLoss options = --nda-loss 
     ("counterfactual, margin", "counterfactual", "string", {"mode": "margin", "margin_weight": 0.1}),
     ("token_shuffle|counterfactual, column w=1", "token_shuffle|counterfactual", "string", {}),
 ]
-DOUBLE_FLIP = "counterfactual:negation=False>counterfactual:antonyms=False"
+DOUBLE_FLIP = "counterfactual:negation=False,antonym_scope=predicate>counterfactual:antonyms=False"
 SUP_CONFIGS = [  # (label, --nda, level, loss options, batch options: --nda-source / --nda-positive)
     ("sup pairs + contradictions, symmetric", "none", "string", {}, {}),
     ("+ counterfactual of the positive, column w=1", "counterfactual", "string", {}, {"nda_source": "positive"}),
