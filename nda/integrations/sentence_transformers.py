@@ -260,12 +260,14 @@ class NDASuiteEvaluator(SentenceEvaluator):
     Args:
         paths: dataset locations for :func:`nda.metrics.sentence_eval.load_suite` (keys of ``DEFAULT_PATHS``;
             ``None`` values skip a task); ignored when ``suite`` is given.
-        tasks: which tasks to load (default: all of ``TASKS``).
+        tasks: which tasks to load (default: every task of ``split``).
+        split: ``"test"`` (the reported suite) or ``"dev"`` (STS-B dev, SICK TRIAL: what checkpoint selection and
+            recipe choices should read, so the test numbers are never the ones tuned on).
         suite: an already loaded :class:`~nda.metrics.sentence_eval.Suite` (e.g. a small dev subset).
         name: prefix of the metric names (``"nda"`` -> ``nda_STS-B_spearman``; the trainer adds ``eval_``).
         batch_size: encoding batch size.
-        primary_metric: the metric (without prefix) that selects the best checkpoint; default ``"STS avg"``
-            when all seven STS tasks load, else the first metric of the first task.
+        primary_metric: the metric (without prefix) that selects the best checkpoint; default ``"dev avg"`` /
+            ``"STS avg"`` when all its tasks load (dev / test), else the first metric of the first task.
         probe_kwargs: passed to the CAD probe (:func:`nda.metrics.probe.logistic_probe`).
 
     Metrics: every float of ``score_suite`` (scores x100, higher = better), flattened to ``<task>_<metric>``
@@ -276,12 +278,12 @@ class NDASuiteEvaluator(SentenceEvaluator):
 
     def __init__(self, paths: dict[str, Any] | None = None, tasks: Iterable[str] | None = None, suite: Any = None,
                  name: str = "nda", batch_size: int = 64, primary_metric: str | None = None,
-                 probe_kwargs: dict[str, Any] | None = None) -> None:
+                 probe_kwargs: dict[str, Any] | None = None, split: str = "test") -> None:
         super().__init__()
-        from nda.metrics.sentence_eval import TASKS, load_suite
+        from nda.metrics.sentence_eval import load_suite
 
         if suite is None:
-            suite = load_suite(paths, tuple(tasks) if tasks is not None else TASKS)
+            suite = load_suite(paths, tuple(tasks) if tasks is not None else None, split=split)
         if not getattr(suite, "tasks", None):
             reasons = "; ".join(f"{t}: {r}" for t, r in getattr(suite, "skipped", {}).items())
             raise ValueError(f"NDASuiteEvaluator has no task to run: every dataset was skipped ({reasons or 'none given'})")
@@ -309,7 +311,8 @@ class NDASuiteEvaluator(SentenceEvaluator):
         emb = embed_suite(self.suite, encode, batch_size=self.batch_size, progress=False, model=who)
         scores, _ = score_suite(self.suite, emb, self.probe_kwargs, model=who)
         metrics = flatten_suite_metrics(scores)
-        primary = self._primary or ("STS avg" if "STS avg" in metrics else next(iter(metrics)))
+        average = next((m for m in ("dev avg", "STS avg") if m in metrics), None)
+        primary = self._primary or average or next(iter(metrics))
         if primary not in metrics:
             raise ValueError(f"primary_metric {primary!r} is not among the metrics {sorted(metrics)}")
         self.primary_metric = primary

@@ -80,3 +80,19 @@ def test_flatten_keeps_scores_only():
                                   "cv_acc": {"1.0": 88.0}, "train_reviews": 10}, "STS avg": 75.0})
     assert flat == {"STS-B_spearman": 80.0, "CAD_orig_dev_acc": 90.0, "STS avg": 75.0}
     assert torch.tensor(list(flat.values())).isfinite().all()
+
+
+def test_evaluator_on_the_dev_splits_selects_by_the_dev_average(st_model, tmp_path):
+    """split='dev': checkpoints are chosen on STS-B dev / SICK TRIAL (before: only the test suite could load)."""
+    stsb = tmp_path / "sts-dev.csv"
+    stsb.write_text("".join(f"main-forums\tf\t2012\t{i}\t{g}\t{a}\t{b}\n" for i, (a, b, g) in enumerate(zip(S1, S2, GOLD))))
+    sick = ["pair_ID\tsentence_A\tsentence_B\tentailment_label\trelatedness_score\tSemEval_set"]
+    sick += [f"{i}\t{a}\t{b}\t{('ENTAILMENT', 'CONTRADICTION')[i % 2]}\t{1 + g * 0.8:.1f}\tTRIAL"
+             for i, (a, b, g) in enumerate(zip(S1, S2, GOLD))]
+    (tmp_path / "SICK.txt").write_text("\n".join(sick) + "\n")
+    evaluator = NDASuiteEvaluator({"stsb": stsb, "sick": tmp_path / "SICK.txt"}, split="dev", batch_size=4)
+    assert list(evaluator.suite.tasks) == ["STS-B-dev", "SICK-R-trial", "SICK-EC-trial"]
+    metrics = evaluator(st_model)
+    assert evaluator.primary_metric == "nda_dev avg" and "nda_SICK-EC-trial_auroc" in metrics
+    with pytest.raises(ValueError, match="are test tasks, not dev ones"):
+        NDASuiteEvaluator({"stsb": stsb}, tasks=["STS-B"], split="dev")
