@@ -20,6 +20,11 @@ pairs+contra    + the NLI contradictions of the same premise as hard negatives
 unsup wiki      unsupervised SimCSE on ``wiki/wiki1m_head.txt`` (reference; SimCSE's lr 3e-5, same steps x batch)
 ==============  ================================================================================================
 
+The recommended recipe is chosen on the DEV splits only (``tasks/eval_sentence.py --split dev``: STS-B dev, SICK
+TRIAL), by a rule fixed before any dev number was seen: among the NDA candidates (``cf_column``, ``cf_margin``), those
+whose mean ``dev avg`` (STS-B dev + SICK-R TRIAL Spearman) is at most 1.0 below ``pairs_contra``'s keep similarity
+intact; of those, the one with the highest mean SICK-EC TRIAL AUROC (negation) wins; none left -> ``pairs_contra``.
+
     python scripts/evidence_sentence_sup.py                                     # the full run (hours on 2 CPUs)
     python scripts/evidence_sentence_sup.py --steps 5 --seeds 0 --arms pairs,cf_column \\
         --eval-tasks STS-B,CANNOT --out /tmp/ev_sup --runs /tmp/ev_sup_runs   # a smoke test (minutes)
@@ -79,6 +84,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dp-weight", type=float, default=0.5)
     p.add_argument("--shuffle-weight", type=float, default=0.1)
     p.add_argument("--eval-tasks", default="", help="tasks/eval_sentence.py --tasks (default: all)")
+    p.add_argument("--dev", type=int, choices=(0, 1), default=1, help="also score every model on the dev splits "
+                   "(STS-B dev, SICK TRIAL) and apply the recipe rule (1, default) or not (0)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", default="runs/evidence_sentence_sup", help="run folders go here")
     p.add_argument("--out", default="benchmarks/results/evidence_sentence_sup_cpu", help="writes <out>.json / .md")
@@ -132,42 +139,81 @@ def _metric_values(metrics: dict) -> dict[str, float]:
     return flat
 
 
-def summarise(args: argparse.Namespace, evaluated: dict, runs: dict[str, list[Path]]) -> tuple[dict, str]:
+def _stats(evaluated: dict | None, specs: list[str]) -> dict:
+    """``{column: {"mean", "sd", "n"}}`` over the models ``specs`` of one eval_sentence report."""
+    if not evaluated:
+        return {}
     by_spec = {row["spec"]: _metric_values(row["metrics"]) for row in evaluated["rows"]}
+    values = [by_spec[s] for s in specs if s in by_spec]
+    stats = {}
+    for c in sorted({c for v in values for c in v}):
+        xs = [v[c] for v in values if c in v and math.isfinite(v[c])]
+        stats[c] = {"mean": statistics.fmean(xs) if xs else float("nan"),
+                    "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+    return stats
+
+
+def _table(rows: list[dict], key: str, headline: list[str]) -> list[str]:
+    present = [c for c in headline if any(c in r[key] for r in rows)]
+    lines = ["| arm | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
+    for r in rows:
+        cells = []
+        for c in present:
+            m = r[key].get(c)
+            cells.append("–" if m is None else f"{m['mean']:.2f} ± {m['sd']:.2f}" if m["n"] > 1 else f"{m['mean']:.2f}")
+        lines.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summarise(args: argparse.Namespace, evaluated: dict, runs: dict[str, list[Path]], dev: dict | None = None
+              ) -> tuple[dict, str]:
     rows = []
     for arm in args.chosen:
         specs = [args.model] if arm == "floor" else [str(p) for p in runs[arm]]
-        values = [by_spec[s] for s in specs if s in by_spec]
-        columns = sorted({c for v in values for c in v})
-        stats = {}
-        for c in columns:
-            xs = [v[c] for v in values if c in v and math.isfinite(v[c])]
-            stats[c] = {"mean": statistics.fmean(xs) if xs else float("nan"),
-                        "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0, "n": len(xs)}
+        stats = _stats(evaluated, specs)
         dropped = {}
         for p in runs.get(arm, []):
             guard = json.loads((p / "results.json").read_text()).get("overlap_guard", {})
             dropped[p.name] = guard.get("dropped") if guard.get("ran") else guard.get("reason")
-        rows.append({"arm": arm, "flags": arms(args)[arm], "models": specs, "metrics": stats, "overlap_dropped": dropped})
+        rows.append({"arm": arm, "flags": arms(args)[arm], "models": specs, "metrics": stats, "dev": _stats(dev, specs),
+                     "overlap_dropped": dropped})
     headline = ["STS avg", "STS-B spearman", "SICK-R spearman", "CANNOT auroc", "CANNOT mean_cos_label0",
                 "CANNOT mean_cos_label1", "SICK-EC auroc", "PAWS auroc", "CAD new_dev_acc"]
-    present = [c for c in headline if any(c in r["metrics"] for r in rows)]
     name = "all-MiniLM-L6-v2" if args.model == "default" else args.model
     lines = [f"Supervised pairs + NDA on {name} (CPU): {args.steps} steps x {args.batch_size} rows per arm and "
              f"seed, lr {args.lr}, temperature {args.temperature}, max_length {args.max_length}, seeds "
              f"{','.join(map(str, args.seed_list))}; mean +- sd over seeds (x100; floor: one untouched model).", "",
-             "| arm | " + " | ".join(present) + " |", "|---|" + "---:|" * len(present)]
-    for r in rows:
-        cells = []
-        for c in present:
-            m = r["metrics"].get(c)
-            cells.append("–" if m is None else f"{m['mean']:.2f} ± {m['sd']:.2f}" if m["n"] > 1 else f"{m['mean']:.2f}")
-        lines.append(f"| {r['arm']} | " + " | ".join(cells) + " |")
+             *_table(rows, "metrics", headline)]
+    choice = None
+    if dev:
+        choice = choose_recipe(rows)
+        lines += ["", "Dev splits (STS-B dev, SICK TRIAL; the recipe is chosen on these only):", "",
+                  *_table(rows, "dev", ["dev avg", "STS-B-dev spearman", "SICK-R-trial spearman", "SICK-EC-trial auroc"]),
+                  "", f"Recipe choice (rule in scripts/evidence_sentence_sup.py): {choice['chosen']} -- {choice['why']}."]
     lines += ["", "Arms: see scripts/evidence_sentence_sup.py. Overlap guard: training pairs sharing a normalised "
               "sentence with any evaluation set were dropped (counts per run in the JSON).",
               "Command: " + " ".join(["python", "scripts/evidence_sentence_sup.py", *sys.argv[1:]])]
     return {"config": {k: v for k, v in vars(args).items()}, "rows": rows, "eval": evaluated.get("tasks"),
-            "skipped": evaluated.get("skipped")}, "\n".join(lines) + "\n"
+            "skipped": evaluated.get("skipped"), "recipe_choice": choice}, "\n".join(lines) + "\n"
+
+
+RECIPE_CANDIDATES = ("cf_column", "cf_margin")
+DEV_STS_TOLERANCE = 1.0  # dev avg points a candidate may lose against pairs_contra
+
+
+def choose_recipe(rows: list[dict]) -> dict:
+    """The module docstring's rule, on the dev columns of ``rows``: ``{"chosen", "why", "candidates"}``."""
+    dev = {r["arm"]: r["dev"] for r in rows if r.get("dev")}
+    base = dev.get("pairs_contra", {}).get("dev avg", {}).get("mean")
+    if base is None:
+        return {"chosen": None, "why": "pairs_contra has no dev numbers: no choice made"}
+    cands = {a: (dev[a]["dev avg"]["mean"], dev[a]["SICK-EC-trial auroc"]["mean"]) for a in RECIPE_CANDIDATES if a in dev}
+    kept = {a: v for a, v in cands.items() if v[0] >= base - DEV_STS_TOLERANCE}
+    if not kept:
+        return {"chosen": "pairs_contra", "why": f"every candidate lost more than {DEV_STS_TOLERANCE} dev avg", "candidates": cands}
+    best = max(kept, key=lambda a: kept[a][1])
+    return {"chosen": best, "candidates": cands, "pairs_contra_dev_avg": base,
+            "why": f"dev avg within {DEV_STS_TOLERANCE} of pairs_contra ({base:.2f}): {sorted(kept)}; highest SICK-EC-trial AUROC"}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -188,7 +234,13 @@ def main(argv: list[str] | None = None) -> dict:
         cmd += ["--tasks", args.eval_tasks]
     _run(cmd, Path(args.runs) / "logs" / "eval.log")
     evaluated = json.loads(eval_out.with_suffix(".json").read_text())
-    result, markdown = summarise(args, evaluated, runs)
+    dev = None
+    if args.dev:
+        dev_out = Path(args.runs) / "eval_dev"
+        _run([*cmd[:cmd.index("--out")], "--out", str(dev_out), "--progress", "false", "--split", "dev"],
+             Path(args.runs) / "logs" / "eval_dev.log")
+        dev = json.loads(dev_out.with_suffix(".json").read_text())
+    result, markdown = summarise(args, evaluated, runs, dev)
     result["wall_s"] = time.perf_counter() - t0
     save_report(Path(f"{args.out}.json"), result, markdown)
     return result
