@@ -100,11 +100,18 @@ def flip_targets(
     return [move(s) for s in earlier], [move(s) for s in spans]
 
 
-def predicate_head(low: Sequence[str], site: int) -> int | None:
+_LINKING = frozenset({"been", "be", "being", "getting", "becoming"})  # degree words that carry no degree
+
+
+def predicate_head(low: Sequence[str], site: int, through_intensifiers: bool = True) -> int | None:
     """The word a negation inserted at ``site`` scopes over (its span's head): the first word after it that is
-    not a degree word ("is *very* fat" -> "fat"), or ``None`` at the end of the sentence."""
+    not a degree word ("is *very* fat" -> "fat"), or ``None`` at the end of the sentence -- and, with
+    ``through_intensifiers=False``, when an intensifier stands between ("is very fat": "not very thin" is no
+    paraphrase of "very fat", so a double flip must not be built there; "is getting dirty" still gives "dirty")."""
     j = site + 1
     while j < len(low) and low[j] in _DEGREE:
+        if not through_intensifiers and low[j] not in _LINKING:
+            return None
         j += 1
     return j if j < len(low) else None
 

@@ -160,8 +160,8 @@ class Counterfactual(Negative):
             that should flip (those of its label's polarity; all of them without labels) were flipped -- a
             partial flip keeps sentiment of the old label under the new one (label noise). 0 accepts any edit.
         antonym_scope: ``"all"`` (default: every lexicon word of the sentence) or ``"predicate"``: only the
-            word a negation inserted at the first auxiliary would scope over ("The man is *fat*", "is very
-            *happy*"). Why: a double flip "antonym then negation" keeps the meaning only when both edits hit the
+            word a negation inserted at the first auxiliary would scope over ("The man is *fat*", "is getting
+            *dirty*"; nothing after an intensifier: "not very thin" is no paraphrase of "very fat"). Why: a double flip "antonym then negation" keeps the meaning only when both edits hit the
             same word; with ``"all"`` the antonym lands elsewhere in most sentences (8 of 2,000 SNLI premises
             composed into a paraphrase), with ``"predicate"`` it lands where the negation will. ``"rules"`` only.
     """
@@ -379,7 +379,7 @@ class Counterfactual(Negative):
         if self.antonym_scope == "all":
             return list(range(len(low)))
         site = insertion_site(low)
-        head = None if site is None else predicate_head(low, site[0])
+        head = None if site is None else predicate_head(low, site[0], through_intensifiers=False)
         return [] if head is None else [head]
 
     def __repr__(self) -> str:

@@ -201,14 +201,17 @@ SCOPED = "counterfactual:negation=False,antonym_scope=predicate>counterfactual:a
 def test_a_predicate_scoped_antonym_lands_where_the_negation_will():
     """antonym_scope='predicate': only the head the first auxiliary's negation scopes over is swapped, so the
     double flip is a paraphrase where the unscoped one flipped two different words (hand-checked)."""
-    texts = ["The tall woman is happy.", "The old man is very fat.", "A tall woman is walking.", "He is tall."]
+    texts = ["The tall woman is happy.", "The boy is getting dirty.", "A tall woman is walking.", "He is tall.",
+             "The old man is very fat."]
     scoped = nda.build(SCOPED)(texts)
     assert _flags(scoped) == [("The tall woman is not unhappy.", *PARAPHRASE),
-                              ("The old man is not very thin.", *PARAPHRASE),
+                              ("The boy is not getting clean.", *PARAPHRASE),
                               ("A tall woman is not walking.", True, False, False),  # no antonym step: unusable
-                              ("He is not short.", *PARAPHRASE)]
-    unscoped = nda.build(SPEC)(texts[:2])
-    assert [p for *_, p in _flags(unscoped)] == [False, False]  # "short woman ... not unhappy": two targets
+                              ("He is not short.", *PARAPHRASE),
+                              # "not very thin" is no paraphrase of "very fat": no antonym behind an intensifier
+                              ("The old man is not very fat.", True, False, False)]
+    unscoped = nda.build(SPEC)(texts[:1])
+    assert [p for *_, p in _flags(unscoped)] == [False]  # "short woman ... not unhappy": two targets
 
 
 def test_antonym_scope_alone_swaps_only_the_predicate_head():
