@@ -210,6 +210,9 @@ def test_a_predicate_scoped_antonym_lands_where_the_negation_will():
                               ("He is not short.", *PARAPHRASE),
                               # "not very thin" is no paraphrase of "very fat": no antonym behind an intensifier
                               ("The old man is not very fat.", True, False, False)]
+    # verbs are not complementary: "is not closing a door" says nothing of opening it ("open" is a verb entry)
+    verbs = nda.build(SCOPED)(["A man is opening a door.", "The window is open.", "He is leading the band."])
+    assert not any(verbs.paraphrase)
     unscoped = nda.build(SPEC)(texts[:1])
     assert [p for *_, p in _flags(unscoped)] == [False]  # "short woman ... not unhappy": two targets
 
