@@ -52,7 +52,7 @@ class OverlapGuard:
     keys: frozenset[str]
     checked: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
-    reason: str = ("no evaluation set was found on disk: the overlap guard could not run, so training pairs were "
+    reason: str = ("no evaluation set was found on disk: the overlap guard could not run, so training rows were "
                    "NOT checked against evaluation sentences")
 
     @classmethod
@@ -84,13 +84,17 @@ class OverlapGuard:
 
     def filter_corpus(self, corpus: Any, chunk: int = 65536) -> tuple[Any, int]:
         """``(corpus without the overlapping rows, number dropped)`` for an indexed ``nda.data.text.TextCorpus``
-        (sentences or pairs), read ``chunk`` rows at a time so a million-line file never becomes one list."""
+        (sentences -- checked as training reads them, :func:`nda.data.text.sentence_text` -- or pairs), read
+        ``chunk`` rows at a time so a million-line file never becomes one list."""
         if not self.ran:
             return corpus, 0
+        from nda.data.text import sentence_text
+
         keep = np.ones(len(corpus), dtype=bool)
         for start in range(0, len(corpus), chunk):
             rows = corpus[start:start + chunk]
-            keep[start:start + len(rows)] = [not self.overlaps((r,) if isinstance(r, str) else r) for r in rows]
+            keep[start:start + len(rows)] = [
+                not self.overlaps((sentence_text(r),) if isinstance(r, str) else r) for r in rows]
         dropped = int((~keep).sum())
         return (corpus.select(keep) if dropped else corpus), dropped
 

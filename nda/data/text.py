@@ -70,6 +70,12 @@ def text_in_memory_max_bytes() -> int:
 
 
 # ---------------------------------------------------------------------------------------------- corpus
+def sentence_text(line: str) -> str:
+    """The sentence of one line of a sentence corpus: its first tab field, stripped (SentEval's
+    ``text<TAB>label`` files) -- what training reads, and so what the overlap guard must check."""
+    return line.split("\t", 1)[0].strip()
+
+
 class TextCorpus:
     """Indexed rows of text: ``len(corpus)``; ``corpus[i] -> str`` (or a tuple for pairs);
     ``corpus[indices] -> list``. ``width`` is 1 for sentences, 2 or 3 for (anchor, positive[, negative])."""

@@ -50,6 +50,7 @@ import torch
 
 import nda
 from nda.data.pairs import names_a_test_split
+from nda.data.text import sentence_text
 from nda.reporting import plot_metrics
 from nda.run import Run, RunConfig, cli, data_fingerprint, make_accelerator, parse_config
 from nda.run.config import check_choice, check_finite, check_non_negative, check_positive
@@ -183,7 +184,7 @@ def build_positive(cfg: SentenceConfig):
     if not getattr(maker, "flips_labels", False):
         raise ValueError(f"--nda-positive {cfg.nda_positive!r} flips no labels, so it can never make a label-keeping "
                          "double flip: use a composition of counterfactuals, e.g. "
-                         "'counterfactual:negation=False>counterfactual:antonyms=False'")
+                         "'counterfactual:negation=False,antonym_scope=predicate>counterfactual:antonyms=False'")
     paraphrases_of(["The soup is hot."], maker, generator=torch.Generator().manual_seed(0))  # reports .paraphrase?
     return maker
 
@@ -223,21 +224,23 @@ def _is_sts(path: Path) -> bool:
 
 
 def build_guard(cfg: SentenceConfig, sts: dict):
-    """The train/eval overlap guard: every text of the evaluation suite at its own default paths (relative to
-    the working directory, the repo root) plus this run's STS-B dev/test. Sets not on disk are recorded."""
+    """The train/eval overlap guard: every text of the evaluation suite and of its dev splits (STS-B dev, SICK
+    TRIAL) at their default paths (relative to the working directory, the repo root) plus this run's STS-B
+    dev/test. Sets not on disk are recorded."""
     from nda.data.overlap import OverlapGuard
     from nda.metrics.sentence_eval import TASKS, load_suite
 
     if cfg.overlap_guard == "none":
-        return OverlapGuard.disabled("--overlap-guard none: training pairs were NOT checked against evaluation sentences")
+        return OverlapGuard.disabled("--overlap-guard none: training rows were NOT checked against evaluation sentences")
     suite = load_suite(None, TASKS)
-    texts = set(suite.texts())
-    checked = list(suite.tasks)
+    dev = load_suite(None, split="dev")  # where recipes are chosen: never trained on either
+    texts = set(suite.texts()) | set(dev.texts())
+    checked = [*suite.tasks, *dev.tasks]
     for split, data in sts.items():
         texts.update(data.sentences1)
         texts.update(data.sentences2)
         checked.append(f"STS-B {split} ({data.source})")
-    return OverlapGuard.from_texts(texts, checked, suite.skipped)
+    return OverlapGuard.from_texts(texts, checked, {**suite.skipped, **dev.skipped})
 
 
 def guarded_pairs(cfg: SentenceConfig, guard) -> tuple[list[tuple[str, str, str]], dict]:
@@ -262,57 +265,47 @@ def guarded_pairs(cfg: SentenceConfig, guard) -> tuple[list[tuple[str, str, str]
 def load_corpus(cfg: SentenceConfig, guard=None):
     """The training rows as an ``nda.data.text.TextCorpus`` (indexed once, read per batch, deduplicated for
     sentences: a million-line file never becomes a Python list): ``corpus[indices]`` -> sentences (width 1)
-    or (anchor, positive[, hard negative]) tuples."""
-    from nda.data.text import TextCorpus, load_pairs, load_sentences
-    from nda.metrics.sts import load_sts, sts_sentences
+    or (anchor, positive[, hard negative]) tuples. Rows sharing a sentence with an evaluation set are dropped
+    first; ``--max-train-samples`` then keeps the first N of the rest, whatever the source."""
+    from nda.data.text import TextCorpus
 
-    limit = cfg.max_train_samples
+    guard = guard if guard is not None else _no_guard()
     if cfg.pairs:
-        rows, stats = guarded_pairs(cfg, guard if guard is not None else _no_guard())
-        corpus = TextCorpus.from_rows(rows[:limit], name="+".join(stats))
+        rows, stats = guarded_pairs(cfg, guard)
+        corpus = TextCorpus.from_rows(rows, name="+".join(stats))
         corpus.stats.update({"sources": stats})
-        return corpus
-    sts = cfg.train_file is not None and _is_sts(Path(cfg.train_file))
+        return corpus.head(cfg.max_train_samples) if cfg.max_train_samples else corpus
     try:
-        if sts:
-            data = load_sts(cfg.train_file)
-            rows = sts_sentences(data) if cfg.mode == "unsup" else [
-                (a, b) for a, b, s in zip(data.sentences1, data.sentences2, data.scores) if s >= cfg.sup_min_score]
-            dropped = None
-            if guard is not None and guard.ran:
-                rows, dropped = guard.filter([(r,) if isinstance(r, str) else r for r in rows])
-                rows = [r[0] if len(r) == 1 else r for r in rows]
-                if not rows:
-                    raise ValueError("no rows left after dropping those that share a sentence with an evaluation set")
-            corpus = TextCorpus.from_rows(rows[:limit], name=Path(cfg.train_file).name)
-            corpus.stats["dropped_overlap"] = dropped
-            return corpus
-        source = cfg.train_file
-        if source is None:
-            from datasets import load_dataset
-
-            source = load_dataset(cfg.dataset, cfg.dataset_config, split=cfg.dataset_split)
-        if cfg.mode == "unsup":
-            corpus = load_sentences(source, column=cfg.text_column, limit=limit)
-            if guard is None or not guard.ran:
-                return corpus
-            filtered, dropped = guard.filter_corpus(corpus)
-            if not len(filtered):
-                raise ValueError("no sentences left after dropping those of an evaluation set")
-            filtered.stats = {**corpus.stats, "kept": len(filtered), "dropped_overlap": dropped}
-            return filtered
-        corpus = load_pairs(source, columns=[c for c in cfg.pair_columns.split(",") if c], limit=limit)
-        if guard is None or not guard.ran:
-            return corpus
-        rows, dropped = guard.filter(corpus[:])  # pair sets are small: the filtered rows are held in RAM
-        if not rows:
-            raise ValueError("no pairs left after dropping those that share a sentence with an evaluation set")
-        filtered = corpus if not dropped else TextCorpus.from_rows(rows, name=corpus.name)
-        filtered.stats = {**corpus.stats, "kept": len(rows), "dropped_overlap": dropped}
-        return filtered
+        corpus = _source_corpus(cfg)
+        kept, dropped = guard.filter_corpus(corpus)
+        if not len(kept):
+            raise ValueError("no rows left after dropping those that share a sentence with an evaluation set")
+        kept.stats = {**corpus.stats, "kept": len(kept), "dropped_overlap": dropped if guard.ran else None}
     except (ValueError, KeyError) as err:
         where = f"--train-file {cfg.train_file}" if cfg.train_file else f"--dataset {cfg.dataset}"
         raise ValueError(f"{where}: {err}") from err
+    return kept.head(cfg.max_train_samples) if cfg.max_train_samples else kept
+
+
+def _source_corpus(cfg: SentenceConfig):
+    """``--train-file`` / ``--dataset`` as read, before the overlap guard: an STS csv (its sentences, or its
+    pairs scored >= ``--sup-min-score``), a sentence file or dataset (unsup), or a pair file or dataset (sup)."""
+    from nda.data.text import TextCorpus, load_pairs, load_sentences
+    from nda.metrics.sts import load_sts, sts_sentences
+
+    if cfg.train_file is not None and _is_sts(Path(cfg.train_file)):
+        data = load_sts(cfg.train_file)
+        rows = sts_sentences(data) if cfg.mode == "unsup" else [
+            (a, b) for a, b, s in zip(data.sentences1, data.sentences2, data.scores) if s >= cfg.sup_min_score]
+        return TextCorpus.from_rows(rows, name=Path(cfg.train_file).name)
+    source = cfg.train_file
+    if source is None:
+        from datasets import load_dataset
+
+        source = load_dataset(cfg.dataset, cfg.dataset_config, split=cfg.dataset_split)
+    if cfg.mode == "unsup":
+        return load_sentences(source, column=cfg.text_column)
+    return load_pairs(source, columns=[c for c in cfg.pair_columns.split(",") if c])
 
 
 def _no_guard():
@@ -334,7 +327,7 @@ def batch_columns(corpus, indices: list[int]) -> list[list[str]]:
     with tabs counts by its first field (SentEval's ``text<TAB>label`` files)."""
     rows = corpus[indices]
     if corpus.width == 1:
-        return [[row.split("\t", 1)[0].strip() for row in rows]]
+        return [[sentence_text(row) for row in rows]]
     return [list(col) for col in zip(*rows)]
 
 

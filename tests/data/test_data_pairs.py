@@ -111,3 +111,27 @@ def test_guard_drops_rows_touching_any_evaluation_sentence_and_says_when_it_coul
     assert empty.filter(rows) == (rows, 0)
     blind = empty.report({"snli": 0})
     assert blind["ran"] is False and blind["dropped"] is None and "could not run" in blind["reason"]
+
+
+def test_guard_filters_an_indexed_corpus_chunk_by_chunk_as_training_reads_it(tmp_path):
+    """filter_corpus: a sentence line counts by its first tab field (what training reads), pair rows by every
+    sentence; the result does not depend on the chunk size."""
+    import numpy as np
+
+    from nda.data.text import TextCorpus, load_sentences
+
+    guard = OverlapGuard.from_texts(["The soup is hot.", "a man sleeps"], checked=["CANNOT"])
+    lines = ["The soup is hot .\t1", "Birds fly.", "A man sleeps", "Rain falls.", "Cats nap.", "the SOUP is hot"]
+    (tmp_path / "s.txt").write_text("\n".join(lines) + "\n")
+    corpus = load_sentences(tmp_path / "s.txt", dedup=False, cache_dir=tmp_path / "cache")
+    for chunk in (1, 2, 4, 100):
+        kept, dropped = guard.filter_corpus(corpus, chunk=chunk)
+        assert dropped == 3 and kept[:] == ["Birds fly.", "Rain falls.", "Cats nap."]
+    pairs = TextCorpus.from_rows([("Dogs run.", "a man sleeps ."), ("Dogs run.", "Animals move.")])
+    kept, dropped = guard.filter_corpus(pairs)
+    assert dropped == 1 and kept[:] == [("Dogs run.", "Animals move.")]
+    off = OverlapGuard.disabled("--overlap-guard none")
+    assert off.filter_corpus(pairs) == (pairs, 0)
+    assert pairs.select(np.array([False, True]))[:] == [("Dogs run.", "Animals move.")]
+    with pytest.raises(ValueError, match=r"keep must be a boolean mask of shape \(2,\)"):
+        pairs.select(np.array([0, 1]))

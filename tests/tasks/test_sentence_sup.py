@@ -164,8 +164,9 @@ def _isolated(tmp_path_factory, monkeypatch):
     import nda.metrics.sentence_eval as suite
 
     monkeypatch.setenv("NDA_CACHE", str(tmp_path_factory.getbasetemp() / "nda_cache"))
-    for key in suite.DEFAULT_PATHS:
-        monkeypatch.setitem(suite.DEFAULT_PATHS, key, str(tmp_path_factory.getbasetemp() / "no_eval" / key))
+    for paths in (suite.DEFAULT_PATHS, suite.DEV_DEFAULT_PATHS):
+        for key in paths:
+            monkeypatch.setitem(paths, key, str(tmp_path_factory.getbasetemp() / "no_eval" / key))
 
 
 SNLI = [("A man sleeps .", "A person sleeps .", "entailment"), ("A man sleeps .", "A man is awake .", "contradiction"),
@@ -235,7 +236,8 @@ def test_unsupervised_sentences_are_guarded_too(data, tmp_path, monkeypatch):
     import nda.metrics.sentence_eval as suite
 
     monkeypatch.setitem(suite.DEFAULT_PATHS, "cannot", str(data / "cannot.tsv"))
-    sentences = ["The soup is hot.", "A man sleeps!", "Birds fly south.", "Rain falls.", "Cats nap a lot."]
+    # a SentEval-style "text<TAB>label" line trains on its text, so the guard must check that text
+    sentences = ["The soup is hot.\t1", "A man sleeps!", "Birds fly south.", "Rain falls.", "Cats nap a lot."]
     (data / "wiki.txt").write_text("\n".join(sentences) + "\n")
     args = _args(data, tmp_path / "run")
     args[args.index("--mode") + 1] = "unsup"
@@ -244,17 +246,6 @@ def test_unsupervised_sentences_are_guarded_too(data, tmp_path, monkeypatch):
     results = _main(args)
     guard = results["overlap_guard"]
     assert guard["ran"] and guard["dropped"] == {"wiki.txt": 2} and results["train_rows"] == 3
-
-
-def test_corpus_select_keeps_the_masked_rows_and_refuses_a_wrong_mask():
-    import numpy as np
-
-    from nda.data.text import TextCorpus
-
-    corpus = TextCorpus.from_rows(["a", "b", "c"])
-    assert corpus.select(np.array([True, False, True]))[:] == ["a", "c"]
-    with pytest.raises(ValueError, match="keep must be a boolean mask of shape \\(3,\\)"):
-        corpus.select(np.array([1, 0, 1]))
 
 
 def test_guard_without_evaluation_data_says_it_could_not_run(data, tmp_path):

@@ -37,8 +37,14 @@ STS_ROWS = [
 
 @pytest.fixture(autouse=True)
 def _text_cache(tmp_path_factory, monkeypatch):
-    """nda.data.text indexes corpora under $NDA_CACHE: keep the tests' indexes out of the user's cache."""
+    """nda.data.text indexes corpora under $NDA_CACHE: keep the tests' indexes out of the user's cache; the
+    overlap guard's evaluation sets point at nothing (the same rows with or without ../shared on the machine)."""
+    import nda.metrics.sentence_eval as suite
+
     monkeypatch.setenv("NDA_CACHE", str(tmp_path_factory.getbasetemp() / "nda_cache"))
+    for paths in (suite.DEFAULT_PATHS, suite.DEV_DEFAULT_PATHS):
+        for key in paths:
+            monkeypatch.setitem(paths, key, str(tmp_path_factory.getbasetemp() / "no_eval" / key))
 
 
 @pytest.fixture(scope="module")
