@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nda.metrics.sentence_eval import DEFAULT_PATHS, DEV_DEFAULT_PATHS, SPLIT_TASKS, TASKS
+from nda.metrics.sentence_eval import DEFAULT_PATHS, DEV_DEFAULT_PATHS, SPLIT_TASKS, TASKS, stsb_file_error
 from nda.run import cli, parse_config
 from nda.run.config import check_choice, check_positive
 
@@ -94,8 +94,10 @@ def check_config(cfg: EvalSentenceConfig) -> None:
         hint = f" ({','.join(unknown)}: --split {other[0]} tasks)" if other else ""
         raise ValueError(f"--tasks must be a non-empty subset of {','.join(names)} under --split {cfg.split}, "
                          f"got {cfg.tasks}{hint}")
-    if cfg.split == "dev" and Path(cfg.stsb).name == "sts-test.csv":
-        raise ValueError(f"--stsb {cfg.stsb} is the STS-B test file: --split dev needs sts-dev.csv or the folder holding it")
+    stsb_task = "STS-B-dev" if cfg.split == "dev" else "STS-B"
+    wrong = stsb_file_error(stsb_task, cfg.stsb) if stsb_task in cfg.tasks else None
+    if wrong:
+        raise ValueError(f"--stsb: {wrong}")
     check_choice(cfg, "backend", BACKENDS)
     check_choice(cfg, "pooling", ("auto", "cls", "mean"))
     check_positive(cfg, "batch_size")

@@ -65,6 +65,7 @@ from nda.metrics.finite import check_finite_embeddings, nonfinite_rows
 from nda.metrics.sts import load_sts, spearman
 
 __all__ = [
+    "stsb_file_error",
     "TASKS",
     "STS_TASKS",
     "DEV_TASKS",
@@ -195,10 +196,18 @@ def _load_task(name: str, path: Path) -> SuiteTask:
     raise ValueError(f"unknown task {name!r}; choose from {TASKS}")
 
 
-def _refuse_test_file(name: str, path: Path) -> None:
-    """A dev task handed the STS-B test file would choose a recipe on the test numbers: refused, by name."""
-    if name != "STS-B" and path.is_file() and path.name == "sts-test.csv":
-        raise ValueError(f"{name} must not read the test file {path}: give sts-dev.csv or the stsbenchmark folder")
+_STSB_FILE_SPLIT = {"sts-train.csv": "train", "sts-dev.csv": "dev", "sts-test.csv": "test"}
+
+
+def stsb_file_error(task: str, path: str | os.PathLike) -> str | None:
+    """Why ``path`` is the wrong STS-B file for ``task`` (``STS-B`` reads test, ``STS-B-dev`` dev), or ``None``.
+    A file named for another split would report its numbers under this task's name -- a recipe chosen on test,
+    or dev numbers reported as test -- so it is refused by name (a folder picks the right file itself)."""
+    want = "dev" if task == "STS-B-dev" else "test"
+    got = _STSB_FILE_SPLIT.get(Path(path).name)
+    if got is None or got == want:
+        return None
+    return f"{task} reads the STS-B {want} split, but {path} is the {got} file: give sts-{want}.csv or the stsbenchmark folder"
 
 
 def _texts_and_labels(path: Path) -> tuple[list[str], list[int]]:
@@ -235,8 +244,9 @@ def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, task
         if not path.exists():
             skipped[name] = f"skipped: {path} not found"
             continue
-        if split == "dev":
-            _refuse_test_file(name, path)  # a wrong split is a mistake to fix, not a dataset to skip
+        wrong = stsb_file_error(name, path) if name in ("STS-B", "STS-B-dev") else None
+        if wrong:
+            raise ValueError(wrong)  # a wrong split is a mistake to fix, not a dataset to skip
         try:
             loaded[name] = _load_task(name, path)
         except (OSError, ValueError) as err:
@@ -481,7 +491,7 @@ def results_markdown(rows: Sequence[Mapping[str, Any]], suite: Suite) -> str:
                 value = value.get(key)
             cells.append("–" if value is None else f"{value:.2f}")
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
-    notes = _DEV_NOTES if suite.split == "dev" else [
+    notes = [*_DEV_NOTES] if suite.split == "dev" else [
         "",
         "All numbers x100, higher = better. STS: Spearman of cosine vs gold; STS12-16 in SimCSE's \"all\" setting "
         "(one Spearman over all pairs of a year's SentEval subsets; pairs without a gold score skipped). "

@@ -65,8 +65,11 @@ def test_task_names_belong_to_their_split(data, tmp_path):
         load_suite({"sick": data / "SICK.txt"}, ["SICK-R-trial"])
     with pytest.raises(ValueError, match="split must be one of"):
         load_suite(None, split="validation")
-    with pytest.raises(ValueError, match="must not read the test file"):  # an error, not a skipped line
-        load_suite({"stsb": data / "stsbenchmark" / "sts-test.csv"}, ["STS-B-dev"], split="dev")
+    with pytest.raises(ValueError, match="STS-B-dev reads the STS-B dev split, but .*sts-test.csv is the test file"):
+        load_suite({"stsb": data / "stsbenchmark" / "sts-test.csv"}, ["STS-B-dev"], split="dev")  # not a skip
+    for split, task, wrong in (("dev", "STS-B-dev", "sts-train.csv"), ("test", "STS-B", "sts-dev.csv")):
+        with pytest.raises(ValueError, match=f"{task} reads the STS-B .* is the (train|dev) file"):
+            load_suite({"stsb": data / "stsbenchmark" / wrong}, [task], split=split)
     from tasks.eval_sentence import main
 
     out = ["--out", str(tmp_path / "r")]
@@ -76,7 +79,7 @@ def test_task_names_belong_to_their_split(data, tmp_path):
         main(["--tasks", "STS-B-dev", *out])
     with pytest.raises(ValueError, match="--split must be one of"):
         main(["--split", "trial", *out])
-    with pytest.raises(ValueError, match="--stsb .*sts-test.csv is the STS-B test file"):
+    with pytest.raises(ValueError, match="--stsb: STS-B-dev reads the STS-B dev split, but .*sts-test.csv is the test"):
         main(["--split", "dev", "--stsb", str(data / "stsbenchmark" / "sts-test.csv"), *out])
 
 
@@ -114,3 +117,13 @@ def test_default_split_is_the_test_suite_unchanged(data, tmp_path):
     assert cfg.tasks == list(TASKS) and cfg.stsb == DEFAULT_PATHS["stsb"] == "../shared/data/text/stsbenchmark/sts-test.csv"
     dev = resolve_split(EvalSentenceConfig(split="dev"))
     assert dev.tasks == list(DEV_TASKS) and dev.stsb.endswith("stsbenchmark/sts-dev.csv") and dev.sick == cfg.sick
+
+
+def test_dev_reports_do_not_carry_lines_of_earlier_reports(data):
+    """The dev notes were one module-level list appended to: each later report repeated the earlier ones' lines."""
+    from nda.metrics.sentence_eval import results_markdown
+
+    suite = load_suite({"stsb": data / "stsbenchmark", "sick": "none"}, ["STS-B-dev"], split="dev")
+    rows = [{"model": "m", "metrics": {"STS-B-dev": {"spearman": 50.0}}}]
+    first = results_markdown(rows, suite)
+    assert results_markdown(rows, suite) == first and first.count("\n- STS-B-dev: ") == 1
