@@ -204,16 +204,27 @@ DEV_STS_TOLERANCE = 1.0  # dev avg points a candidate may lose against pairs_con
 def choose_recipe(rows: list[dict]) -> dict:
     """The module docstring's rule, on the dev columns of ``rows``: ``{"chosen", "why", "candidates"}``."""
     dev = {r["arm"]: r["dev"] for r in rows if r.get("dev")}
-    base = dev.get("pairs_contra", {}).get("dev avg", {}).get("mean")
-    if base is None:
-        return {"chosen": None, "why": "pairs_contra has no dev numbers: no choice made"}
-    cands = {a: (dev[a]["dev avg"]["mean"], dev[a]["SICK-EC-trial auroc"]["mean"]) for a in RECIPE_CANDIDATES if a in dev}
-    kept = {a: v for a, v in cands.items() if v[0] >= base - DEV_STS_TOLERANCE}
+
+    def mean(arm: str, column: str) -> float:
+        value = dev.get(arm, {}).get(column, {}).get("mean", float("nan"))
+        return value if math.isfinite(value) else float("nan")
+
+    base = mean("pairs_contra", "dev avg")
+    if math.isnan(base):
+        return {"chosen": None, "why": "pairs_contra has no dev avg (not run, or not scored on the dev splits): no choice"}
+    cands = {a: (mean(a, "dev avg"), mean(a, "SICK-EC-trial auroc")) for a in RECIPE_CANDIDATES if a in dev}
+    scored = {a: v for a, v in cands.items() if not any(math.isnan(x) for x in v)}
+    if not scored:
+        return {"chosen": None, "why": f"no candidate ({', '.join(RECIPE_CANDIDATES)}) has dev avg and SICK-EC-trial "
+                                       "AUROC: no choice", "candidates": cands}
+    kept = {a: v for a, v in scored.items() if v[0] >= base - DEV_STS_TOLERANCE}
     if not kept:
-        return {"chosen": "pairs_contra", "why": f"every candidate lost more than {DEV_STS_TOLERANCE} dev avg", "candidates": cands}
+        return {"chosen": "pairs_contra", "candidates": cands, "pairs_contra_dev_avg": base,
+                "why": f"every scored candidate lost more than {DEV_STS_TOLERANCE} dev avg against pairs_contra ({base:.2f})"}
     best = max(kept, key=lambda a: kept[a][1])
     return {"chosen": best, "candidates": cands, "pairs_contra_dev_avg": base,
-            "why": f"dev avg within {DEV_STS_TOLERANCE} of pairs_contra ({base:.2f}): {sorted(kept)}; highest SICK-EC-trial AUROC"}
+            "why": f"dev avg within {DEV_STS_TOLERANCE} of pairs_contra ({base:.2f}): {sorted(kept)}; highest "
+                   "SICK-EC-trial AUROC"}
 
 
 def main(argv: list[str] | None = None) -> dict:

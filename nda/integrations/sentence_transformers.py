@@ -266,8 +266,9 @@ class NDASuiteEvaluator(SentenceEvaluator):
         suite: an already loaded :class:`~nda.metrics.sentence_eval.Suite` (e.g. a small dev subset).
         name: prefix of the metric names (``"nda"`` -> ``nda_STS-B_spearman``; the trainer adds ``eval_``).
         batch_size: encoding batch size.
-        primary_metric: the metric (without prefix) that selects the best checkpoint; default ``"dev avg"`` /
-            ``"STS avg"`` when all its tasks load (dev / test), else the first metric of the first task.
+        primary_metric: the metric (without prefix) that selects the best checkpoint; default ``"dev avg"``
+            (dev: needs both STS-B-dev and SICK-R-trial) or ``"STS avg"`` (test: needs all seven STS tasks),
+            else the first metric of the first task.
         probe_kwargs: passed to the CAD probe (:func:`nda.metrics.probe.logistic_probe`).
 
     Metrics: every float of ``score_suite`` (scores x100, higher = better), flattened to ``<task>_<metric>``
