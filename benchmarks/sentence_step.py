@@ -53,6 +53,8 @@ CONFIGS = [  # (label, --nda spec, level, SoftNegativeLoss options = --nda-loss 
 DOUBLE_FLIP = "counterfactual:negation=False,antonym_scope=predicate>counterfactual:antonyms=False"
 SUP_CONFIGS = [  # (label, --nda, level, loss options, batch options: --nda-source / --nda-positive)
     ("sup pairs + contradictions, symmetric", "none", "string", {}, {}),
+    ("+ counterfactual of the positive, margin (the recipe)", "counterfactual", "string",
+     {"mode": "margin", "margin_weight": 0.1}, {"nda_source": "positive"}),
     ("+ counterfactual of the positive, column w=1", "counterfactual", "string", {}, {"nda_source": "positive"}),
     ("+ counterfactual of both sides, column w=1", "counterfactual", "string", {}, {"nda_source": "both"}),
     ("+ cf of the positive + double-flip positives", "counterfactual", "string", {},

@@ -289,3 +289,5 @@ def test_recipe_config_names_only_known_flags():
     cfg = parse_config(SentenceConfig, ["--config", str(ROOT / "configs" / "sentence_negation_aware.json")])
     assert cfg.mode == "sup" and cfg.symmetric == "true" and cfg.overlap_guard == "auto" and cfg.steps >= 200
     assert [p.split(":")[0] for p in cfg.pairs] == ["snli", "mrpc", "cad-nli"]
+    # chosen on the dev splits (scripts/evidence_sentence_sup.py's rule): the margin kept dev avg, the column did not
+    assert (cfg.nda, cfg.nda_source, cfg.nda_loss, cfg.nda_lambda) == ("counterfactual", "positive", "margin", 0.1)
