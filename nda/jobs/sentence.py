@@ -11,8 +11,9 @@ another dropout mask (Gao et al. 2021). Supervised (``--mode sup``): (anchor, po
         --nda counterfactual --nda-source both --out-dir runs/sup
     python tasks/sentence.py --config configs/sentence_negation_aware.json --out-dir runs/neg   # the recipe
 
-The recipe (SNLI dev+test triples + MRPC + CAD-NLI, symmetric, counterfactual negations of the positive as
-masked NDA columns, MiniLM, batch 32, lr 2e-5, temperature 0.05) defaults to 240 steps: one step measured
+The recipe (SNLI dev+test triples + MRPC + CAD-NLI, symmetric, counterfactual negations of the positive through
+SNCSE's margin -- chosen over the masked columns on STS-B dev / SICK TRIAL, see docs/results.md --, MiniLM, batch
+32, lr 2e-5, temperature 0.05) defaults to 240 steps: one step measured
 5.2-7.4 CPU-seconds with 2 threads (a loaded machine), i.e. ~3-3.7 s on 2 free cores, so ~15-17 minutes with
 loading, the guard and the STS-B evaluation. ``--steps N`` overrides it.
 
