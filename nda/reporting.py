@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nda.files import atomic_path
+from nda.files import atomic_path, atomic_write_text
 
 __all__ = ["metric_series", "plot_metrics", "save_report"]
 
@@ -28,8 +28,8 @@ def save_report(out: str | os.PathLike, data: Any, markdown: str) -> Path:
     path = Path(out)
     print(markdown)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    path.with_suffix(".md").write_text(markdown.rstrip("\n") + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(path.with_suffix(".md"), markdown.rstrip("\n") + "\n")
     print(f"wrote {path} and {path.with_suffix('.md')}")
     return path
 

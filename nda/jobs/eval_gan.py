@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 
 from nda.data.images import load_images
+from nda.files import atomic_write_json
 from nda.metrics.extractors import EXTRACTOR_NAMES, get_extractor
 from nda.metrics.gan_eval import discriminator_anomaly, fid_kid
 from nda.metrics.reference import reference_stats
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, value in results["anomaly"]["auroc"].items():
             print(f"| {name} | {value:.4f} |")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    atomic_write_json(out, results, indent=2)
     print(f"wrote {out}")
     return results
 

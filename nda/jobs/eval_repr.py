@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from nda.data.images import load_images
+from nda.files import atomic_write_json
 from nda.metrics.representation import extract_features, knn_accuracy, linear_probe
 from nda.models.moco import MoCo, build_backbone
 from nda.run import cli, load_model, parse_config
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cfg.out_dir:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        atomic_write_json(out / "results.json", results, indent=2)
     return results
 
 

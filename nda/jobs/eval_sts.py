@@ -13,12 +13,12 @@ hub name, ``default`` (all-MiniLM-L6-v2) or ``tiny-random``, loaded as the train
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from nda.files import atomic_write_json
 from nda.metrics.sentence_encoders import load_sentence_encoder as load_encoder
 from nda.run import cli, parse_config
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     out_dir = Path(cfg.out_dir) if cfg.out_dir else (Path(cfg.model) if kind == "run" else Path("runs/eval_sts"))
     out_dir.mkdir(parents=True, exist_ok=True)
     name = "results.json" if kind != "run" else "eval_sts.json"
-    (out_dir / name).write_text(json.dumps(results, indent=2))
+    atomic_write_json(out_dir / name, results, indent=2)
     print(f"wrote {out_dir / name}")
     return results
 

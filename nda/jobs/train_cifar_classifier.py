@@ -12,8 +12,6 @@ Nesterov momentum, one-cycle learning rate, label smoothing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nda.data.images import load_images
+from nda.files import atomic_write_json, sha256_file
 from nda.models.cifar_classifier import CIFAR_MEAN, CIFAR_STD, CifarClassifier
 from nda.run import batch_indices, cli, parse_config, step_generator
 
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in net.state_dict().items()
                  if v.dtype.is_floating_point}
         save_file(state, str(out))
-        digest = hashlib.sha256(out.read_bytes()).hexdigest()
+        digest = sha256_file(out)
         # float16 storage: re-measure accuracy with the stored weights so the recorded number is theirs
         reloaded = CifarClassifier(width=cfg.width).to(acc.device)
         reloaded.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
             "bytes": out.stat().st_size,
             "sha256": digest,
         }
-        out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        atomic_write_json(out.with_suffix(".json"), meta, indent=2)
         result.update(meta)
         acc.print(f"test accuracy {meta['test_accuracy']:.4f} (float16 weights; float32 {accuracy:.4f}); "
                   f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB) and {out.with_suffix('.json')}")

@@ -103,14 +103,13 @@ def flip_targets(
 _LINKING = frozenset({"been", "be", "being", "getting", "becoming"})  # degree words that carry no degree
 
 
-def predicate_head(low: Sequence[str], site: int, through_intensifiers: bool = True) -> int | None:
-    """The word a negation inserted at ``site`` scopes over (its span's head): the first word after it that is
-    not a degree word ("is *very* fat" -> "fat"), or ``None`` at the end of the sentence -- and, with
-    ``through_intensifiers=False``, when an intensifier stands between ("is very fat": "not very thin" is no
-    paraphrase of "very fat", so a double flip must not be built there; "is getting dirty" still gives "dirty")."""
+def predicate_head(low: Sequence[str], site: int) -> int | None:
+    """The word a negation inserted at ``site`` scopes over and that an antonym may replace so the two flips
+    cancel: the first word after it past linking words ("is *getting* dirty" -> "dirty"); ``None`` at the end of
+    the sentence or behind an intensifier ("is very fat": "not very thin" is no paraphrase of "very fat")."""
     j = site + 1
     while j < len(low) and low[j] in _DEGREE:
-        if not through_intensifiers and low[j] not in _LINKING:
+        if low[j] not in _LINKING:
             return None
         j += 1
     return j if j < len(low) else None

@@ -391,7 +391,7 @@ class Counterfactual(Negative):
         if self.antonym_scope == "all":
             return list(range(len(low)))
         site = insertion_site(low)
-        head = None if site is None else predicate_head(low, site[0], through_intensifiers=False)
+        head = None if site is None else predicate_head(low, site[0])
         if head is None or low[head].endswith("ing") or self._pos.get(low[head], "a") != "a":
             return []  # only adjectives: "is not closing a door" is no paraphrase of "is opening" one
         return [head]
