@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nda.metrics.sentence_eval import DEFAULT_PATHS, DEV_DEFAULT_PATHS, SPLIT_TASKS, TASKS, stsb_file_error
+from nda.metrics.sentence_eval import DEFAULT_PATHS, DEV_DEFAULT_PATHS, SPLIT_TASKS, TASKS, split_holding, stsb_file_error
 from nda.run import cli, parse_config
 from nda.run.config import check_choice, check_positive
 
@@ -90,8 +90,8 @@ def check_config(cfg: EvalSentenceConfig) -> None:
     names = SPLIT_TASKS[cfg.split]
     unknown = [t for t in cfg.tasks if t not in names]
     if unknown or not cfg.tasks:
-        other = [s for s, n in SPLIT_TASKS.items() if s != cfg.split and unknown and set(unknown) <= set(n)]
-        hint = f" ({','.join(unknown)}: --split {other[0]} tasks)" if other else ""
+        other = split_holding(unknown)
+        hint = f" ({','.join(unknown)}: --split {other} tasks)" if other else ""
         raise ValueError(f"--tasks must be a non-empty subset of {','.join(names)} under --split {cfg.split}, "
                          f"got {cfg.tasks}{hint}")
     stsb_task = "STS-B-dev" if cfg.split == "dev" else "STS-B"

@@ -65,6 +65,7 @@ from nda.metrics.finite import check_finite_embeddings, nonfinite_rows
 from nda.metrics.sts import load_sts, spearman
 
 __all__ = [
+    "split_holding",
     "stsb_file_error",
     "TASKS",
     "STS_TASKS",
@@ -215,6 +216,12 @@ def _texts_and_labels(path: Path) -> tuple[list[str], list[int]]:
     return data.texts, data.labels
 
 
+def split_holding(tasks: Sequence[str]) -> str | None:
+    """The split whose tasks include every one of ``tasks`` (``None``: none does): named in the error when a
+    task of one split is asked for under the other."""
+    return next((s for s, names in SPLIT_TASKS.items() if tasks and set(tasks) <= set(names)), None)
+
+
 def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, tasks: Sequence[str] | None = None,
                split: str = "test") -> Suite:
     """Load ``tasks`` (default: every task of ``split``) from ``paths`` (keys of :data:`DEFAULT_PATHS`; missing
@@ -227,8 +234,8 @@ def load_suite(paths: Mapping[str, str | os.PathLike | None] | None = None, task
     tasks = names if tasks is None else tasks
     unknown = [t for t in tasks if t not in names]
     if unknown:
-        other = [s for s, n in SPLIT_TASKS.items() if s != split and set(unknown) <= set(n)]
-        where = f" are {other[0]} tasks, not {split} ones" if other else ""
+        other = split_holding(unknown)
+        where = f" are {other} tasks, not {split} ones" if other else ""
         raise ValueError(f"unknown task(s) {unknown}{where}; choose from {list(names)}")
     paths = {**(DEV_DEFAULT_PATHS if split == "dev" else DEFAULT_PATHS), **(paths or {})}
     loaded: dict[str, SuiteTask] = {}
